@@ -1,0 +1,472 @@
+//! Host configuration: a TOML file (`--config`), overridden by environment variables and flags.
+//!
+//! Every section is `deny_unknown_fields`, so a typo names the offending key instead of being ignored.
+//! [`Config::validate`] checks what serde cannot (ranges, references between sections).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+
+/// The configuration that ships with the project: the reference customers pipeline.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/cdc-host.toml");
+
+/// Whole-host configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Identifies this pipeline in metadata columns and snapshot summaries.
+    #[serde(default = "default_pipeline_id")]
+    pub pipeline_id: String,
+    #[serde(default)]
+    pub catalog: CatalogConfig,
+    pub table: TableConfig,
+    #[serde(default)]
+    pub decode: DecodeConfig,
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// The transform chain, in order. Empty: every `*.wasm` in the plugins directory, by file name.
+    #[serde(default)]
+    pub chain: Vec<ChainEntry>,
+    #[serde(default)]
+    pub sink: SinkConfig,
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
+}
+
+fn default_pipeline_id() -> String {
+    "postgres-to-iceberg".into()
+}
+
+/// Where the Iceberg catalog lives.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// Catalog name (`ICEBERG_CATALOG`).
+    #[serde(default = "default_catalog_name")]
+    pub name: String,
+    /// Warehouse directory (`ICEBERG_WAREHOUSE`); tables and the default SQLite catalog live here.
+    #[serde(default = "default_warehouse")]
+    pub warehouse: PathBuf,
+    /// SQL catalog URI; default `sqlite:<warehouse>/catalog.db`.
+    #[serde(default)]
+    pub uri: Option<String>,
+}
+
+fn default_catalog_name() -> String {
+    "iceberg".into()
+}
+fn default_warehouse() -> PathBuf {
+    PathBuf::from("./warehouse")
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self {
+            name: default_catalog_name(),
+            warehouse: default_warehouse(),
+            uri: None,
+        }
+    }
+}
+
+/// The target table: identity, declared columns, layout.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// Namespace (`ICEBERG_NAMESPACE`).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Table name (`ICEBERG_TABLE`).
+    #[serde(default = "default_table")]
+    pub name: String,
+    /// Declared columns: they fix the types of values whatever the events carry.
+    #[serde(default)]
+    pub columns: Vec<ColumnConfig>,
+    /// Partition fields, e.g. `{ column = "registration_date", transform = "month" }`.
+    #[serde(default)]
+    pub partition: Vec<PartitionConfig>,
+    /// Sort order columns (ascending, nulls first); rows of every data file are written in this order.
+    #[serde(default)]
+    pub sort: Vec<String>,
+    /// Add columns that events bring beyond the declared ones.
+    #[serde(default = "yes")]
+    pub evolve_schema: bool,
+    /// Extra Iceberg table properties used at creation.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_namespace() -> String {
+    "analytics".into()
+}
+fn default_table() -> String {
+    "customers_analytics".into()
+}
+fn yes() -> bool {
+    true
+}
+
+/// One declared column.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnConfig {
+    pub name: String,
+    /// `boolean`, `int`, `long`, `double`, `string`, `binary`, `date`, `timestamp`, `timestamptz`,
+    /// `json` (stored as string) or `decimal(P,S)`.
+    #[serde(rename = "type")]
+    pub ty: String,
+    #[serde(default)]
+    pub doc: Option<String>,
+}
+
+/// One partition field.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionConfig {
+    pub column: String,
+    /// `identity`, `year`, `month`, `day`, `hour`, `bucket[N]`, `truncate[W]`.
+    pub transform: String,
+}
+
+/// How Debezium JSON is read.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecodeConfig {
+    /// How decimals arrive when events carry no schema: `precise` (base64 big-endian unscaled bytes,
+    /// Debezium's default) or `string`. Events with schemas are decoded from their schema.
+    #[serde(default)]
+    pub decimal_handling: DecimalHandling,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        Self {
+            decimal_handling: DecimalHandling::Precise,
+        }
+    }
+}
+
+/// Debezium's `decimal.handling.mode`, for events without schemas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecimalHandling {
+    #[default]
+    Precise,
+    String,
+}
+
+/// Plugin runtime limits.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Directory holding the `.wasm` components (`--plugins`).
+    #[serde(default = "default_plugins_dir")]
+    pub dir: PathBuf,
+    /// Wall-clock budget for one plugin call on one batch.
+    #[serde(default = "default_deadline_ms")]
+    pub batch_deadline_ms: u64,
+    /// Linear memory limit per plugin instance.
+    #[serde(default = "default_memory_limit")]
+    pub memory_limit_mb: u64,
+    /// Where compiled components are cached; default `$XDG_CACHE_HOME/cdc-host` or `~/.cache/cdc-host`.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+fn default_plugins_dir() -> PathBuf {
+    PathBuf::from("./plugins")
+}
+fn default_deadline_ms() -> u64 {
+    5_000
+}
+fn default_memory_limit() -> u64 {
+    256
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_plugins_dir(),
+            batch_deadline_ms: default_deadline_ms(),
+            memory_limit_mb: default_memory_limit(),
+            cache_dir: None,
+        }
+    }
+}
+
+/// One plugin in the chain.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainEntry {
+    /// The component file, relative to the plugins directory (`name-concat` means `name-concat.wasm`).
+    pub plugin: String,
+    /// Key/value configuration passed to the plugin's `configure`.
+    #[serde(default)]
+    pub config: BTreeMap<String, toml::Value>,
+}
+
+impl ChainEntry {
+    /// The file this entry loads.
+    pub fn path(&self, dir: &Path) -> PathBuf {
+        if self.plugin.ends_with(".wasm") {
+            dir.join(&self.plugin)
+        } else {
+            dir.join(format!("{}.wasm", self.plugin))
+        }
+    }
+
+    /// Configuration as the string pairs the WIT `configure` call takes.
+    pub fn config_pairs(&self) -> Vec<(String, String)> {
+        self.config
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    }
+}
+
+/// Batching, files and commits.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Events per batch: one decode pass and one call per plugin per batch.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Rows per Iceberg commit (a commit happens at the latest at end of input).
+    #[serde(default = "default_commit_rows")]
+    pub commit_rows: usize,
+    /// Target size of one data file before it rolls over.
+    #[serde(default = "default_file_size")]
+    pub target_file_size_bytes: usize,
+    /// Parquet compression: `zstd`, `snappy`, `lz4`, `uncompressed`.
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// zstd level (1..=22).
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+}
+
+fn default_batch_size() -> usize {
+    8192
+}
+fn default_commit_rows() -> usize {
+    500_000
+}
+fn default_file_size() -> usize {
+    128 * 1024 * 1024
+}
+fn default_compression() -> String {
+    "zstd".into()
+}
+fn default_zstd_level() -> i32 {
+    3
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: default_batch_size(),
+            commit_rows: default_commit_rows(),
+            target_file_size_bytes: default_file_size(),
+            compression: default_compression(),
+            zstd_level: default_zstd_level(),
+        }
+    }
+}
+
+/// Where rejected events go.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// Iceberg table name in the same namespace; default `<table>_dlq`.
+    #[serde(default)]
+    pub table: Option<String>,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        Self { table: None }
+    }
+}
+
+impl Config {
+    /// Parses a TOML document.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// The shipped default configuration.
+    pub fn shipped_default() -> Self {
+        Self::from_toml(DEFAULT_CONFIG, "built-in default").expect("shipped default config parses")
+    }
+
+    /// The dead-letter table name.
+    pub fn dead_letter_table(&self) -> String {
+        self.dead_letter
+            .table
+            .clone()
+            .unwrap_or_else(|| format!("{}_dlq", self.table.name))
+    }
+
+    /// The SQL catalog URI.
+    pub fn catalog_uri(&self) -> String {
+        self.catalog.uri.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite:{}?mode=rwc",
+                self.catalog.warehouse.join("catalog.db").display()
+            )
+        })
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| {
+            Err(ConfigError::Invalid {
+                key: key.to_string(),
+                message,
+            })
+        };
+        if self.pipeline_id.trim().is_empty() {
+            return bad("pipeline_id", "must not be empty".into());
+        }
+        if self.catalog.name.trim().is_empty() {
+            return bad("catalog.name", "must not be empty".into());
+        }
+        if self.table.namespace.trim().is_empty() {
+            return bad("table.namespace", "must not be empty".into());
+        }
+        if self.table.name.trim().is_empty() {
+            return bad("table.name", "must not be empty".into());
+        }
+        if self.sink.batch_size == 0 {
+            return bad("sink.batch_size", "must be at least 1".into());
+        }
+        if self.sink.commit_rows == 0 {
+            return bad("sink.commit_rows", "must be at least 1".into());
+        }
+        if self.sink.target_file_size_bytes < 1024 {
+            return bad(
+                "sink.target_file_size_bytes",
+                "must be at least 1024".into(),
+            );
+        }
+        crate::sink::parquet_properties(&self.sink).map_err(|message| ConfigError::Invalid {
+            key: "sink.compression".into(),
+            message,
+        })?;
+        if self.plugins.batch_deadline_ms == 0 {
+            return bad("plugins.batch_deadline_ms", "must be at least 1".into());
+        }
+        if self.plugins.memory_limit_mb < 1 {
+            return bad("plugins.memory_limit_mb", "must be at least 1".into());
+        }
+        for (i, c) in self.table.columns.iter().enumerate() {
+            if let Err(message) = crate::schema::parse_type(&c.ty) {
+                return bad(
+                    &format!("table.columns[{i}].type"),
+                    format!("column `{}`: {message}", c.name),
+                );
+            }
+        }
+        for (i, p) in self.table.partition.iter().enumerate() {
+            if !self.table.columns.iter().any(|c| c.name == p.column) {
+                return bad(
+                    &format!("table.partition[{i}].column"),
+                    format!("`{}` is not a declared column in table.columns", p.column),
+                );
+            }
+            if let Err(message) = crate::schema::parse_transform(&p.transform) {
+                return bad(&format!("table.partition[{i}].transform"), message);
+            }
+        }
+        for (i, s) in self.table.sort.iter().enumerate() {
+            if !self.table.columns.iter().any(|c| &c.name == s) {
+                return bad(
+                    &format!("table.sort[{i}]"),
+                    format!("`{s}` is not a declared column in table.columns"),
+                );
+            }
+        }
+        for (i, c) in self.chain.iter().enumerate() {
+            if c.plugin.trim().is_empty() {
+                return bad(
+                    &format!("chain[{i}].plugin"),
+                    "must name a component file".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_default_is_valid() {
+        let c = Config::shipped_default();
+        c.validate().unwrap();
+        assert_eq!(c.table.namespace, "analytics");
+        assert_eq!(c.table.name, "customers_analytics");
+        assert_eq!(c.catalog.name, "iceberg");
+        assert_eq!(c.chain.len(), 3);
+        assert_eq!(c.dead_letter_table(), "customers_analytics_dlq");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[table]\nnmae = \"x\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nmae"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let mut c = Config::shipped_default();
+        c.sink.batch_size = 0;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("sink.batch_size")
+        );
+        let mut c = Config::shipped_default();
+        c.sink.compression = "brotli9000".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("sink.compression")
+        );
+        let mut c = Config::shipped_default();
+        c.table.columns[0].ty = "decimal(99,2)".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("table.columns[0].type")
+        );
+    }
+}
