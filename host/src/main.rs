@@ -152,8 +152,8 @@ async fn main() -> Result<()> {
         Some(Command::Plugins) => {
             let cfg = config(&cli.common, &cli.run)?;
             let chain = pipeline::load_chain(&cfg)?;
-            for (i, p) in chain.plugins().iter().enumerate() {
-                let d = &p.description;
+            for (i, p) in chain.stages().iter().enumerate() {
+                let d = p.description();
                 let reads = d.reads.as_ref().map_or("*".to_string(), |r| r.join(", "));
                 let writes: Vec<String> = d
                     .writes
@@ -164,7 +164,7 @@ async fn main() -> Result<()> {
                     "{}. {}  file={}  reads=[{}]{}  writes=[{}]  removes=[{}]",
                     i + 1,
                     p.identity(),
-                    p.compiled.path.display(),
+                    p.origin(),
                     reads,
                     if d.reads_before { " +before" } else { "" },
                     writes.join(", "),

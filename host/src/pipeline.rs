@@ -69,8 +69,8 @@ pub fn load_chain(cfg: &Config) -> Result<Chain, PipelineError> {
         &entries,
         chain::limits(&cfg.plugins),
     )?;
-    for p in chain.plugins() {
-        tracing::info!(plugin = %p.identity(), "loaded plugin");
+    for s in chain.stages() {
+        tracing::info!(plugin = %s.identity(), file = %s.origin(), "loaded plugin");
     }
     Ok(chain)
 }

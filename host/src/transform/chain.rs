@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::columns::{from_wit, null_wit, to_wit};
-use super::plugin::{CallError, Compiled, Limits, Plugin, Runtime};
+use super::plugin::{CallError, Compiled, Description, Limits, Plugin, Runtime};
 use super::wit::wit_types as w;
 use crate::change::{ChangeBatch, Column, DeadLetter, Op};
 use crate::config::{ChainEntry, PluginsConfig};
@@ -35,9 +35,37 @@ impl ChainStats {
     }
 }
 
-/// A loaded chain of plugins.
+/// One step of a chain: something that processes a WIT batch. Plugins (WASM components) are the
+/// stages the host runs; the benchmark also runs the same transforms compiled natively through it.
+pub trait Stage: Send {
+    /// What the stage reads, writes and removes.
+    fn description(&self) -> &Description;
+    /// `name@version#hash`.
+    fn identity(&self) -> String;
+    /// Where the stage came from (a component file).
+    fn origin(&self) -> String;
+    /// Processes one batch.
+    fn process(&mut self, batch: w::Batch) -> Result<w::Output, CallError>;
+}
+
+impl Stage for Plugin {
+    fn description(&self) -> &Description {
+        &self.description
+    }
+    fn identity(&self) -> String {
+        Plugin::identity(self)
+    }
+    fn origin(&self) -> String {
+        self.compiled.path.display().to_string()
+    }
+    fn process(&mut self, batch: w::Batch) -> Result<w::Output, CallError> {
+        Plugin::process(self, &batch)
+    }
+}
+
+/// A loaded chain of stages.
 pub struct Chain {
-    plugins: Vec<Plugin>,
+    stages: Vec<Box<dyn Stage>>,
 }
 
 /// Limits for every plugin, from the config.
@@ -99,38 +127,39 @@ impl Chain {
         entries: &[ChainEntry],
         limits: Limits,
     ) -> Result<Self, PluginError> {
-        let mut plugins = Vec::with_capacity(entries.len());
+        let mut stages: Vec<Box<dyn Stage>> = Vec::with_capacity(entries.len());
         for e in entries {
             let compiled: Compiled = runtime.compile(&e.path(dir))?;
-            plugins.push(Plugin::start(compiled, e.config_pairs(), limits)?);
+            stages.push(Box::new(Plugin::start(compiled, e.config_pairs(), limits)?));
         }
-        Ok(Self { plugins })
+        Ok(Self { stages })
     }
 
-    /// The plugins, in order.
-    pub fn plugins(&self) -> &[Plugin] {
-        &self.plugins
+    /// A chain of the given stages.
+    pub fn from_stages(stages: Vec<Box<dyn Stage>>) -> Self {
+        Self { stages }
     }
 
-    /// Identities of the plugins, comma separated (recorded in snapshot summaries).
+    /// The stages, in order.
+    pub fn stages(&self) -> &[Box<dyn Stage>] {
+        &self.stages
+    }
+
+    /// Identities of the stages, comma separated (recorded in snapshot summaries).
     pub fn identity(&self) -> String {
-        self.plugins
-            .iter()
-            .map(Plugin::identity)
-            .collect::<Vec<_>>()
-            .join(",")
+        self.stages.iter().map(|s| s.identity()).collect::<Vec<_>>().join(",")
     }
 
     /// Columns the chain adds, in order, with their types (for shaping the table).
     pub fn written_columns(&self) -> Vec<(String, ColType)> {
         let mut out: Vec<(String, ColType)> = Vec::new();
-        for p in &self.plugins {
-            for (n, t) in &p.description.writes {
+        for p in &self.stages {
+            for (n, t) in &p.description().writes {
                 if !out.iter().any(|(o, _)| o == n) {
                     out.push((n.clone(), *t));
                 }
             }
-            for r in &p.description.removes {
+            for r in &p.description().removes {
                 out.retain(|(o, _)| o != r);
             }
         }
@@ -140,13 +169,13 @@ impl Chain {
     /// Columns some plugin removes and no later plugin writes again.
     pub fn removed_columns(&self) -> Vec<String> {
         let mut removed: Vec<String> = Vec::new();
-        for p in &self.plugins {
-            for r in &p.description.removes {
+        for p in &self.stages {
+            for r in &p.description().removes {
                 if !removed.contains(r) {
                     removed.push(r.clone());
                 }
             }
-            removed.retain(|r| !p.description.writes.iter().any(|(n, _)| n == r));
+            removed.retain(|r| !p.description().writes.iter().any(|(n, _)| n == r));
         }
         removed
     }
@@ -158,14 +187,14 @@ impl Chain {
             events_in: batch.len() as u64,
             ..Default::default()
         };
-        for plugin in &mut self.plugins {
+        for stage in &mut self.stages {
             if batch.is_empty() {
                 break;
             }
-            let input = wit_batch(plugin, batch);
-            let result = plugin
-                .process(&input)
-                .and_then(|out| apply_output(plugin, batch, out));
+            let input = wit_batch(stage.description(), batch);
+            let result = stage
+                .process(input)
+                .and_then(|out| apply_output(stage.description(), batch, out));
             match result {
                 Ok(applied) => {
                     stats.dropped += applied.dropped;
@@ -174,7 +203,7 @@ impl Chain {
                         dead.push(DeadLetter {
                             origin: i,
                             stage: "transform",
-                            plugin: Some(plugin.description.name.clone()),
+                            plugin: Some(stage.description().name.clone()),
                             reason,
                         });
                     }
@@ -220,10 +249,9 @@ fn wit_op(op: Op) -> w::Operation {
     }
 }
 
-/// The batch as `plugin` sees it: only the columns it reads.
-fn wit_batch(plugin: &Plugin, batch: &ChangeBatch) -> w::Batch {
+/// The batch as a stage described by `d` sees it: only the columns it reads.
+pub fn wit_batch(d: &Description, batch: &ChangeBatch) -> w::Batch {
     let n = batch.len();
-    let d = &plugin.description;
     let side = |cols: &crate::change::Columns| -> Vec<w::Column> {
         match &d.reads {
             None => cols
@@ -278,12 +306,11 @@ struct Applied {
 
 /// Checks a plugin's output and applies it: writes, removes, then filtering.
 fn apply_output(
-    plugin: &Plugin,
+    d: &Description,
     batch: &mut ChangeBatch,
     out: w::Output,
 ) -> Result<Applied, CallError> {
     let n = batch.len();
-    let d = &plugin.description;
     let bad = |message: String| CallError {
         plugin: d.name.clone(),
         message,

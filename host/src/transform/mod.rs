@@ -6,5 +6,5 @@ pub mod columns;
 pub mod plugin;
 pub mod wit;
 
-pub use chain::{Chain, ChainStats};
-pub use plugin::{Plugin, Runtime};
+pub use chain::{Chain, ChainStats, Stage};
+pub use plugin::{CallError, Description, Plugin, Runtime};
