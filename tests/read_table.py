@@ -24,6 +24,27 @@ def plain(v):
     return v
 
 
+def describe_file(f, sort_column):
+    """Record count, partition, codec and sortedness of one data file, read with pyarrow directly."""
+    import pyarrow.parquet as pq
+
+    path = f["file_path"].removeprefix("file://")
+    meta = pq.ParquetFile(path).metadata
+    codecs = sorted({meta.row_group(g).column(c).compression for g in range(meta.num_row_groups) for c in range(meta.num_columns)})
+    info = {
+        "path": f["file_path"],
+        "records": f["record_count"],
+        "partition": {k: plain(v) for k, v in (f.get("partition") or {}).items()},
+        "codecs": codecs,
+    }
+    names = pq.ParquetFile(path).schema_arrow.names
+    if sort_column in names:
+        values = pq.read_table(path, columns=[sort_column]).column(0).to_pylist()
+        present = [v for v in values if v is not None]
+        info["sorted"] = values[: len(values) - len(present)] == [None] * (len(values) - len(present)) and present == sorted(present)
+    return info
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--warehouse", required=True)
@@ -31,6 +52,7 @@ def main():
     p.add_argument("--catalog", default="iceberg")
     p.add_argument("--uri")
     p.add_argument("--summary-only", action="store_true")
+    p.add_argument("--sort-column", default="customer_id", help="report whether each data file is sorted by it")
     a = p.parse_args()
     wh = os.path.abspath(a.warehouse)
     uri = a.uri or f"sqlite:///{os.path.join(wh, 'catalog.db')}"
@@ -59,8 +81,7 @@ def main():
         arrow = table.scan().to_arrow()
         out["num_rows"] = arrow.num_rows
         out["rows"] = [{k: plain(v) for k, v in row.items()} for row in arrow.to_pylist()]
-        files = list(table.inspect.files().to_pylist()) if hasattr(table, "inspect") else []
-        out["files"] = [{"path": f["file_path"], "records": f["record_count"], "partition": {k: plain(v) for k, v in (f.get("partition") or {}).items()}} for f in files]
+        out["files"] = [describe_file(f, a.sort_column) for f in table.inspect.files().to_pylist()]
     json.dump(out, sys.stdout, default=plain)
 
 

@@ -10,7 +10,10 @@ use serde_json::Value;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
 }
 
 /// The shipped plugins directory; fails with the fix when the components are not built.
@@ -28,7 +31,11 @@ pub fn plugins_dir() -> PathBuf {
 /// A test-only component, built by scripts/build-plugins into tests/plugins/.
 pub fn test_plugin(name: &str) -> PathBuf {
     let p = repo().join("tests/plugins").join(format!("{name}.wasm"));
-    assert!(p.is_file(), "{} is missing: run scripts/build-plugins", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/build-plugins",
+        p.display()
+    );
     p
 }
 
@@ -54,15 +61,20 @@ pub const SCENARIOS: [&str; 10] = [
 ];
 
 /// The three converter settings the fixtures were captured with.
-pub const SETTINGS: [&str; 3] =
-    ["schemas_false__decimal_precise", "schemas_true__decimal_precise", "schemas_true__decimal_string"];
+pub const SETTINGS: [&str; 3] = [
+    "schemas_false__decimal_precise",
+    "schemas_true__decimal_precise",
+    "schemas_true__decimal_string",
+];
 
 /// Every scenario of one setting, concatenated in order, written to `dir/events.ndjson`.
 pub fn all_scenarios(setting: &str, dir: &Path) -> PathBuf {
     let mut text = String::new();
     for s in SCENARIOS {
         let f = fixtures().join(setting).join(format!("{s}.ndjson"));
-        text.push_str(&std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display())));
+        text.push_str(
+            &std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display())),
+        );
         if !text.ends_with('\n') {
             text.push('\n');
         }
@@ -78,7 +90,10 @@ pub fn python() -> PathBuf {
         return p.into();
     }
     let venv = repo().join(".venv/bin/python");
-    assert!(venv.is_file(), "no .venv with pyiceberg: run scripts/setup (the test command in README does)");
+    assert!(
+        venv.is_file(),
+        "no .venv with pyiceberg: run scripts/setup (the test command in README does)"
+    );
     venv
 }
 
@@ -102,15 +117,27 @@ pub fn host(dir: &Path, args: &[&str]) -> Output {
 pub fn host_ok(dir: &Path, args: &[&str]) -> Value {
     let out = host(dir, args);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "cdc-host {args:?} failed ({}):\n{stderr}", out.status);
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("summary is not JSON ({e}): {}\n{stderr}", String::from_utf8_lossy(&out.stdout)))
+    assert!(
+        out.status.success(),
+        "cdc-host {args:?} failed ({}):\n{stderr}",
+        out.status
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "summary is not JSON ({e}): {}\n{stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 /// Runs `cdc-host`, asserts it failed, and returns its stderr.
 pub fn host_err(dir: &Path, args: &[&str]) -> String {
     let out = host(dir, args);
-    assert!(!out.status.success(), "cdc-host {args:?} should have failed; stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "cdc-host {args:?} should have failed; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -121,23 +148,51 @@ pub fn read_table(warehouse: &Path, table: &str) -> Value {
         .args(["--warehouse", warehouse.to_str().unwrap(), "--table", table])
         .output()
         .expect("run python");
-    assert!(out.status.success(), "pyiceberg could not read {table}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pyiceberg could not read {table}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("reader output is JSON")
 }
 
 /// The rows of a table read back, as JSON objects.
 pub fn rows(table: &Value) -> Vec<&serde_json::Map<String, Value>> {
-    table["rows"].as_array().expect("rows").iter().map(|r| r.as_object().expect("row object")).collect()
+    table["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r.as_object().expect("row object"))
+        .collect()
 }
 
 /// Rows of customer `id`, in `_cdc_operation` then input order is not guaranteed: sorted by a stable key.
-pub fn customer<'a>(rows: &[&'a serde_json::Map<String, Value>], id: i64) -> Vec<&'a serde_json::Map<String, Value>> {
-    rows.iter().filter(|r| r["customer_id"].as_i64() == Some(id)).copied().collect()
+pub fn customer<'a>(
+    rows: &[&'a serde_json::Map<String, Value>],
+    id: i64,
+) -> Vec<&'a serde_json::Map<String, Value>> {
+    rows.iter()
+        .filter(|r| r["customer_id"].as_i64() == Some(id))
+        .copied()
+        .collect()
 }
 
-/// Writes a config file that uses the shipped one with `extra` TOML appended/replacing the chain.
+/// Writes a config file: the shipped one with its chain replaced by `chain` (TOML).
 pub fn config_with_chain(dir: &Path, chain: &str) -> PathBuf {
-    let shipped = std::fs::read_to_string(repo().join("config/cdc-host.toml")).unwrap();
+    config_with(dir, chain, &[])
+}
+
+/// Like [`config_with_chain`], also replacing settings: each `(from, to)` replaces a line of the
+/// shipped config that starts with `from`.
+pub fn config_with(dir: &Path, chain: &str, settings: &[(&str, &str)]) -> PathBuf {
+    let mut shipped = std::fs::read_to_string(repo().join("config/cdc-host.toml")).unwrap();
+    for (from, to) in settings {
+        let line = shipped
+            .lines()
+            .find(|l| l.starts_with(from))
+            .unwrap_or_else(|| panic!("no `{from}` in config"));
+        shipped = shipped.replace(line, to);
+    }
     let mut out = String::new();
     let mut skipping = false;
     for line in shipped.lines() {

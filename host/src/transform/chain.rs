@@ -147,7 +147,11 @@ impl Chain {
 
     /// Identities of the stages, comma separated (recorded in snapshot summaries).
     pub fn identity(&self) -> String {
-        self.stages.iter().map(|s| s.identity()).collect::<Vec<_>>().join(",")
+        self.stages
+            .iter()
+            .map(|s| s.identity())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Columns the chain adds, in order, with their types (for shaping the table).

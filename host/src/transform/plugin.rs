@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::columns::from_wit_type;
@@ -168,11 +168,47 @@ pub struct Compiled {
     pre: InstancePre<PluginState>,
 }
 
+/// Store limits that remember when they refused memory, so the failure can be named.
+struct Limiter {
+    limits: StoreLimits,
+    memory_denied: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok = self.limits.memory_growing(current, desired, maximum)?;
+        self.memory_denied |= !ok;
+        Ok(ok)
+    }
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
+
 /// Per-store state: the empty WASI context, limits and log routing.
 pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limiter: Limiter,
     name: Arc<str>,
     log_lines: u32,
     log_suppressed: u64,
@@ -220,7 +256,8 @@ pub struct Description {
 }
 
 impl Description {
-    fn from_wit(d: w::Description) -> Result<Self, String> {
+    /// Checks a description returned by a plugin.
+    pub fn from_wit(d: w::Description) -> Result<Self, String> {
         if d.name.trim().is_empty() {
             return Err("empty name".into());
         }
@@ -343,31 +380,34 @@ impl Plugin {
         match result {
             Ok(out) => Ok(out),
             Err(e) => {
+                let denied = store.data().limiter.memory_denied;
                 // The instance may be in any state after a trap: never call it again.
                 self.instance = None;
-                Err(err(describe_trap(&e, self.limits)))
+                Err(err(describe_trap(&e, self.limits, denied)))
             }
         }
     }
 }
 
-fn describe_trap(e: &wasmtime::Error, limits: Limits) -> String {
-    match e.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => {
-            format!(
-                "exceeded the {} ms batch deadline (plugins.batch_deadline_ms)",
-                limits.deadline.as_millis()
-            )
-        }
-        Some(t) => {
-            let mut s = format!("trapped: {t}");
-            if matches!(t, wasmtime::Trap::UnreachableCodeReached) {
-                s.push_str(" (a panic, an abort, or an allocation over the memory limit of ");
-                s.push_str(&format!("{} MiB)", limits.memory_bytes / (1024 * 1024)));
-            }
-            s
-        }
+fn describe_trap(e: &wasmtime::Error, limits: Limits, memory_denied: bool) -> String {
+    let trap = e.downcast_ref::<wasmtime::Trap>();
+    if matches!(trap, Some(wasmtime::Trap::Interrupt)) {
+        return format!(
+            "exceeded the {} ms batch deadline (plugins.batch_deadline_ms)",
+            limits.deadline.as_millis()
+        );
+    }
+    let what = match trap {
+        Some(t) => format!("trapped: {t}"),
         None => format!("{e:#}"),
+    };
+    if memory_denied {
+        format!(
+            "{what}: it asked for more than the memory limit of {} MiB (plugins.memory_limit_mb)",
+            limits.memory_bytes / (1024 * 1024)
+        )
+    } else {
+        what
     }
 }
 
@@ -381,16 +421,19 @@ fn instantiate(
     let state = PluginState {
         wasi: WasiCtx::builder().build(),
         table: ResourceTable::new(),
-        limits: StoreLimitsBuilder::new()
-            .memory_size(limits.memory_bytes)
-            .instances(16)
-            .build(),
+        limiter: Limiter {
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .instances(16)
+                .build(),
+            memory_denied: false,
+        },
         name: Arc::from(name),
         log_lines: 0,
         log_suppressed: 0,
     };
     let mut store = Store::new(engine, state);
-    store.limiter(|s| &mut s.limits);
+    store.limiter(|s| &mut s.limiter);
     store.epoch_deadline_trap();
     let ticks = (limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1;
     store.set_epoch_deadline(ticks);
@@ -412,7 +455,7 @@ fn instantiate(
         .call_describe(&mut store)
         .map_err(|e| PluginError::Description {
             plugin: name.to_string(),
-            message: describe_trap(&e, limits),
+            message: describe_trap(&e, limits, store.data().limiter.memory_denied),
         })?;
     let description = Description::from_wit(desc).map_err(|message| PluginError::Description {
         plugin: name.to_string(),
@@ -431,7 +474,7 @@ fn instantiate(
         Err(e) => {
             return Err(PluginError::Configure {
                 plugin: description.name,
-                message: describe_trap(&e, limits),
+                message: describe_trap(&e, limits, store.data().limiter.memory_denied),
             });
         }
     }
