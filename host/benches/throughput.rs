@@ -460,8 +460,8 @@ fn main() {
         "decode_native_chain_events_per_second": native_eps.round(),
         "decode_wasm_chain_events_per_second": wasm_eps.round(),
         "wasm_cost_vs_native": (native_eps / wasm_eps * 1000.0).round() / 1000.0,
-        "chain_only_ns_per_event_native": ((1e9 / native_eps - 1e9 / decode_only)).round(),
-        "chain_only_ns_per_event_wasm": ((1e9 / wasm_eps - 1e9 / decode_only)).round(),
+        "chain_only_ns_per_event_native": (1e9 / native_eps - 1e9 / decode_only).round(),
+        "chain_only_ns_per_event_wasm": (1e9 / wasm_eps - 1e9 / decode_only).round(),
         "kept_events": wasm_kept,
         "end_to_end": e2e,
     });

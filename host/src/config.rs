@@ -283,18 +283,12 @@ impl Default for SinkConfig {
 }
 
 /// Where rejected events go.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterConfig {
     /// Iceberg table name in the same namespace; default `<table>_dlq`.
     #[serde(default)]
     pub table: Option<String>,
-}
-
-impl Default for DeadLetterConfig {
-    fn default() -> Self {
-        Self { table: None }
-    }
 }
 
 impl Config {

@@ -51,17 +51,17 @@ pub enum SinkError {
     #[error("iceberg catalog: {context}: {source}")]
     Catalog {
         context: String,
-        source: iceberg::Error,
+        source: Box<iceberg::Error>,
     },
     #[error("writing data files for {table}: {source}")]
     Write {
         table: String,
-        source: iceberg::Error,
+        source: Box<iceberg::Error>,
     },
     #[error("commit to {table}: {source}")]
     Commit {
         table: String,
-        source: iceberg::Error,
+        source: Box<iceberg::Error>,
     },
     #[error("batch does not fit table {table}: {message}")]
     Shape { table: String, message: String },

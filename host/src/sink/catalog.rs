@@ -42,7 +42,7 @@ pub async fn open(cfg: &Config) -> Result<SqlCatalog, SinkError> {
         .await
         .map_err(|source| SinkError::Catalog {
             context: format!("opening SQL catalog {uri}"),
-            source,
+            source: Box::new(source),
         })
 }
 
@@ -61,14 +61,14 @@ pub async fn ensure_namespace(
     let ns =
         NamespaceIdent::from_strs(namespace.split('.')).map_err(|source| SinkError::Catalog {
             context: format!("namespace `{namespace}`"),
-            source,
+            source: Box::new(source),
         })?;
     let exists = catalog
         .namespace_exists(&ns)
         .await
         .map_err(|source| SinkError::Catalog {
             context: format!("looking up namespace `{namespace}`"),
-            source,
+            source: Box::new(source),
         })?;
     if !exists {
         match catalog.create_namespace(&ns, HashMap::new()).await {
@@ -77,7 +77,7 @@ pub async fn ensure_namespace(
             Err(source) => {
                 return Err(SinkError::Catalog {
                     context: format!("creating namespace `{namespace}`"),
-                    source,
+                    source: Box::new(source),
                 });
             }
         }

@@ -89,7 +89,7 @@ pub async fn commit(
             Err(source) => {
                 let err = SinkError::Commit {
                     table: name.clone(),
-                    source,
+                    source: Box::new(source),
                 };
                 // Whatever the error, the request may have landed: look before retrying.
                 if let Ok(fresh) = catalog.load_table(table.identifier()).await {

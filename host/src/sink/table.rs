@@ -61,7 +61,10 @@ impl TableSpec {
 }
 
 fn catalog_err(context: String) -> impl FnOnce(iceberg::Error) -> SinkError {
-    move |source| SinkError::Catalog { context, source }
+    move |source| SinkError::Catalog {
+        context,
+        source: Box::new(source),
+    }
 }
 
 /// Loads the table, creating it from `spec` if missing; adds declared columns it lacks.
@@ -150,7 +153,7 @@ pub async fn ensure(catalog: &dyn Catalog, spec: &TableSpec) -> Result<Table, Si
             .map_err(catalog_err(format!("loading table {ident}"))),
         Err(source) => Err(SinkError::Catalog {
             context: format!("creating table {ident}"),
-            source,
+            source: Box::new(source),
         }),
     }
 }

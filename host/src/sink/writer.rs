@@ -24,6 +24,8 @@ use crate::error::SinkError;
 type Builder =
     DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
+// One writer exists per table and commit, so the variants' size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Inner {
     Partitioned {
         splitter: RecordBatchPartitionSplitter,
@@ -52,7 +54,7 @@ impl TableWriter {
         let table_name = table.identifier().to_string();
         let err = |source| SinkError::Write {
             table: table_name.clone(),
-            source,
+            source: Box::new(source),
         };
         let metadata = table.metadata();
         let schema = metadata.current_schema().clone();
@@ -108,7 +110,7 @@ impl TableWriter {
         }
         let err = |source| SinkError::Write {
             table: self.table_name.clone(),
-            source,
+            source: Box::new(source),
         };
         self.rows += batch.num_rows();
         match &mut self.inner {
@@ -126,7 +128,7 @@ impl TableWriter {
     pub async fn close(self) -> Result<Vec<DataFile>, SinkError> {
         let err = |source| SinkError::Write {
             table: self.table_name.clone(),
-            source,
+            source: Box::new(source),
         };
         match self.inner {
             Inner::Unpartitioned(mut w) => w.close().await.map_err(err),
