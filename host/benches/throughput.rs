@@ -330,7 +330,7 @@ fn read_batches(path: &Path) -> Vec<RawBatch> {
     let mut out = Vec::new();
     loop {
         let mut raw = RawBatch::default();
-        if !src.next_batch(&mut raw, BATCH).unwrap() {
+        if !src.read_batch(&mut raw, BATCH).unwrap() {
             return out;
         }
         out.push(raw);

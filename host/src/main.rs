@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use cdc_host::config::Config;
@@ -176,6 +178,30 @@ async fn main() -> Result<()> {
     }
 }
 
+/// SIGINT/SIGTERM: stop reading, finish the batch in flight, commit, exit 0. A second signal exits at once.
+fn stop_on_signals(stop: Arc<AtomicBool>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        for round in 0.. {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            if round > 0 {
+                tracing::warn!("second signal: exiting without committing pending rows");
+                std::process::exit(130);
+            }
+            tracing::info!(
+                "stopping: finishing the batch in flight and committing (signal again to exit at once)"
+            );
+            stop.store(true, Ordering::Relaxed);
+        }
+    });
+    Ok(())
+}
+
 async fn run(common: &Common, args: &RunArgs) -> Result<()> {
     let cfg = config(common, args)?;
     let Some(input) = &args.input else {
@@ -192,7 +218,10 @@ async fn run(common: &Common, args: &RunArgs) -> Result<()> {
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
     }
     let source = FileSource::open(input)?;
-    let summary = pipeline::run_file(&cfg, source, &metrics).await?;
+    let chain = pipeline::load_chain(&cfg)?;
+    let options = pipeline::RunOptions::default();
+    stop_on_signals(options.stop.clone())?;
+    let summary = pipeline::run(&cfg, source, chain, &metrics, options).await?;
     tracing::info!(
         records = summary.records,
         rows = summary.rows_committed,

@@ -6,6 +6,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use iceberg::Catalog;
@@ -18,15 +20,15 @@ use crate::change::{ChangeBatch, DeadLetter, RawBatch};
 use crate::config::Config;
 use crate::decode::{DecodeStats, Decoder};
 use crate::encode::Encoder;
-use crate::error::{PipelineError, SinkError};
+use crate::error::PipelineError;
 use crate::metrics::Metrics;
 use crate::schema::{ColType, parse_transform, parse_type};
 use crate::sink::commit::{CommitMode, CommitRequest, commit};
 use crate::sink::table::{METADATA_COLUMNS, TableSpec};
 use crate::sink::writer::TableWriter;
 use crate::sink::{catalog, compression_property, dead_letter, parquet_properties, table};
-use crate::source::FileSource;
-use crate::transform::chain::{self, ChainStats, resolve_entries};
+use crate::source::{FileSource, Source};
+use crate::transform::chain::{self, ChainStats, ChainUpdates, resolve_entries};
 use crate::transform::{Chain, Runtime};
 
 /// What a run did, printed at the end of batch mode.
@@ -132,23 +134,48 @@ struct Work {
     dead: Vec<DeadLetter>,
     decode: DecodeStats,
     chain: ChainStats,
+    /// Identity of the chain that processed this batch.
+    chain_id: Arc<str>,
 }
 
 fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-/// Runs the whole input through the chain into the table, committing along the way and at the end.
+/// What a run can be given besides config, source and chain.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Replacement chains, applied between batches (hot reload).
+    pub updates: Option<Box<dyn ChainUpdates>>,
+    /// Set to stop reading: the batch in flight finishes, everything pending is committed.
+    pub stop: Arc<AtomicBool>,
+    /// Commit pending rows at least this often (sources that can pause, such as Kafka).
+    pub commit_interval: Option<Duration>,
+}
+
+/// Runs the whole input through the configured chain into the table (batch mode).
 pub async fn run_file(
     cfg: &Config,
     source: FileSource,
     metrics: &Metrics,
 ) -> Result<Summary, PipelineError> {
-    let started = Instant::now();
     let chain = load_chain(cfg)?;
+    run(cfg, source, chain, metrics, RunOptions::default()).await
+}
+
+/// Runs `source` through `chain` into the table until the source ends or `options.stop` is set,
+/// committing every `sink.commit_rows` rows, at every chain change, and at the end.
+pub async fn run<S: Source + 'static>(
+    cfg: &Config,
+    source: S,
+    chain: Chain,
+    metrics: &Metrics,
+    options: RunOptions,
+) -> Result<Summary, PipelineError> {
+    let started = Instant::now();
     let catalog = catalog::open(cfg).await?;
     let (table, dlq) = prepare_tables(cfg, &catalog, Some(&chain)).await?;
-    let chain_id = chain.identity();
+    let chain_id: Arc<str> = Arc::from(chain.identity());
     let removed = chain.removed_columns();
     let declared: HashMap<String, ColType> = table::column_types(&table)
         .into_iter()
@@ -156,23 +183,35 @@ pub async fn run_file(
         .collect();
 
     let (tx, mut rx) = mpsc::channel::<Result<Work, PipelineError>>(2);
+    let (committed_tx, committed_rx) = std::sync::mpsc::channel::<BTreeMap<String, i64>>();
     let batch_size = cfg.sink.batch_size;
     let decimal = cfg.decode.decimal_handling;
     let source_name = source.name().to_string();
+    let stop = options.stop.clone();
+    let mut updates = options.updates;
     let worker = std::thread::Builder::new()
         .name("decode-transform".into())
         .spawn(move || {
             let mut source = source;
             let mut chain = chain;
+            let mut chain_id: Arc<str> = Arc::from(chain.identity());
             let mut decoder = Decoder::new(declared, decimal);
-            loop {
+            while !stop.load(Ordering::Relaxed) {
+                while let Ok(positions) = committed_rx.try_recv() {
+                    source.committed(&positions);
+                }
+                if let Some(next) = updates.as_mut().and_then(|u| u.poll()) {
+                    chain = next;
+                    chain_id = Arc::from(chain.identity());
+                }
                 let mut raw = RawBatch::default();
                 match source.next_batch(&mut raw, batch_size) {
-                    Ok(false) => return,
+                    Ok(false) => break,
+                    Ok(true) if raw.is_empty() => continue,
                     Ok(true) => {}
                     Err(e) => {
-                        let _ = tx.blocking_send(Err(e.into()));
-                        return;
+                        let _ = tx.blocking_send(Err(e));
+                        break;
                     }
                 }
                 let decoded = decoder.decode(&raw);
@@ -185,15 +224,30 @@ pub async fn run_file(
                     dead,
                     decode: decoded.stats,
                     chain: chain_stats,
+                    chain_id: chain_id.clone(),
                 };
                 if tx.blocking_send(Ok(work)).is_err() {
-                    return;
+                    break;
                 }
+            }
+            // Acknowledge what the last commits made durable before the source goes away.
+            drop(tx);
+            while let Ok(positions) = committed_rx.recv() {
+                source.committed(&positions);
             }
         })
         .map_err(|e| PipelineError::Internal(format!("cannot start the worker thread: {e}")))?;
 
-    let mut sink = Sink::new(cfg, catalog, table, dlq, chain_id.clone(), metrics.clone()).await?;
+    let mut sink = Sink::new(
+        cfg,
+        catalog,
+        table,
+        dlq,
+        chain_id.clone(),
+        metrics.clone(),
+        committed_tx,
+    )
+    .await?;
     let mut summary = Summary {
         table: format!(
             "{}.{}.{}",
@@ -205,23 +259,46 @@ pub async fn run_file(
             cfg.table.namespace,
             cfg.dead_letter_table()
         ),
-        chain: chain_id,
+        chain: chain_id.to_string(),
         ..Default::default()
     };
+    let interval = options.commit_interval.unwrap_or(Duration::from_secs(3600));
+    let mut last_commit = Instant::now();
     let mut last_report = Instant::now();
     let mut failure = None;
-    while let Some(work) = rx.recv().await {
-        let work = match work {
-            Ok(w) => w,
-            Err(e) => {
+    loop {
+        let wait = interval.saturating_sub(last_commit.elapsed());
+        let work = match tokio::time::timeout(wait, rx.recv()).await {
+            Err(_) => {
+                // Interval elapsed with no new batch: commit what is pending.
+                if let Err(e) = sink.flush().await {
+                    failure = Some(e);
+                    break;
+                }
+                last_commit = Instant::now();
+                continue;
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
                 failure = Some(e);
                 break;
             }
+            Ok(Some(Ok(w))) => w,
         };
         record_stats(&mut summary, metrics, &work);
+        let commits = sink.commits;
         if let Err(e) = sink.accept(work).await {
             failure = Some(e);
             break;
+        }
+        if last_commit.elapsed() >= interval {
+            if let Err(e) = sink.flush().await {
+                failure = Some(e);
+                break;
+            }
+        }
+        if sink.commits != commits {
+            last_commit = Instant::now();
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
             last_report = Instant::now();
@@ -237,15 +314,18 @@ pub async fn run_file(
         }
     }
     drop(rx);
-    let _ = worker.join();
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    sink.flush().await?;
+    let flushed = match failure {
+        Some(e) => Err(e),
+        None => sink.flush().await,
+    };
+    summary.chain = sink.chain_id.to_string();
     summary.rows_committed = sink.rows_committed;
     summary.commits = sink.commits;
     summary.data_files = sink.data_files;
     summary.dead_letters = sink.dead_letters;
+    drop(sink); // closes the acknowledgement channel so the worker can finish
+    let _ = worker.join();
+    flushed?;
     summary.seconds = started.elapsed().as_secs_f64();
     summary.events_per_second = summary.events as f64 / summary.seconds.max(1e-9);
     Ok(summary)
@@ -291,8 +371,11 @@ struct Sink {
     table_types: HashMap<String, ColType>,
     evolve: bool,
     pipeline_id: String,
-    chain_id: String,
+    /// The chain that produced the pending rows.
+    chain_id: Arc<str>,
     positions: BTreeMap<String, i64>,
+    /// Tells the source which positions the table now holds.
+    committed: std::sync::mpsc::Sender<BTreeMap<String, i64>>,
     props: parquet::file::properties::WriterProperties,
     target_file_size: usize,
     commit_rows: usize,
@@ -310,8 +393,9 @@ impl Sink {
         catalog: SqlCatalog,
         table: Table,
         dlq: Table,
-        chain_id: String,
+        chain_id: Arc<str>,
         metrics: Metrics,
+        committed: std::sync::mpsc::Sender<BTreeMap<String, i64>>,
     ) -> Result<Self, PipelineError> {
         let props =
             parquet_properties(&cfg.sink).map_err(|m| crate::error::ConfigError::Invalid {
@@ -330,6 +414,7 @@ impl Sink {
             pipeline_id: cfg.pipeline_id.clone(),
             chain_id,
             positions: BTreeMap::new(),
+            committed,
             props,
             target_file_size: cfg.sink.target_file_size_bytes,
             commit_rows: cfg.sink.commit_rows,
@@ -351,8 +436,15 @@ impl Sink {
             raw,
             batch,
             mut dead,
+            chain_id,
             ..
         } = work;
+        if chain_id != self.chain_id {
+            // Every commit holds rows of one chain: its snapshot summary names it.
+            self.flush().await?;
+            tracing::info!(from = %self.chain_id, to = %chain_id, "transform chain changed");
+            self.chain_id = chain_id;
+        }
         if !batch.is_empty() {
             let new = Encoder::new_columns(&batch, &self.table_types);
             if !new.is_empty() {
@@ -438,7 +530,7 @@ impl Sink {
                 let req = CommitRequest {
                     data_files: files,
                     pipeline_id: self.pipeline_id.clone(),
-                    chain: self.chain_id.clone(),
+                    chain: self.chain_id.to_string(),
                     positions: BTreeMap::new(),
                 };
                 self.dlq = commit(&self.catalog, self.dlq.clone(), CommitMode::Append, req).await?;
@@ -452,7 +544,7 @@ impl Sink {
                 let req = CommitRequest {
                     data_files: files,
                     pipeline_id: self.pipeline_id.clone(),
-                    chain: self.chain_id.clone(),
+                    chain: self.chain_id.to_string(),
                     positions: self.positions.clone(),
                 };
                 self.table =
@@ -465,15 +557,11 @@ impl Sink {
                 self.metrics.data_files.inc_by(n);
                 self.metrics.pending_rows.set(0);
                 tracing::info!(rows, files = n, "committed");
+                // Only now may the source acknowledge these positions (e.g. commit Kafka offsets).
+                let _ = self.committed.send(self.positions.clone());
             }
         }
         Ok(())
-    }
-}
-
-impl From<SinkError> for Box<PipelineError> {
-    fn from(e: SinkError) -> Self {
-        Box::new(PipelineError::Sink(e))
     }
 }
 

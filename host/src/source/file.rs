@@ -5,7 +5,9 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::Source;
 use crate::change::RawBatch;
+use crate::error::PipelineError;
 
 /// Reads one record per line.
 pub struct FileSource {
@@ -63,18 +65,13 @@ impl FileSource {
         }
     }
 
-    /// The stream name recorded in positions and dead letters.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Bytes read so far, and the input size when known.
     pub fn progress(&self) -> (u64, Option<u64>) {
         (self.bytes_read, self.total_bytes)
     }
 
     /// Fills `out` (cleared first) with up to `max` records. Returns false at end of input.
-    pub fn next_batch(&mut self, out: &mut RawBatch, max: usize) -> std::io::Result<bool> {
+    pub fn read_batch(&mut self, out: &mut RawBatch, max: usize) -> std::io::Result<bool> {
         out.clear();
         if out.streams.is_empty() {
             out.streams.push(self.name.clone());
@@ -98,6 +95,16 @@ impl FileSource {
     }
 }
 
+impl Source for FileSource {
+    fn next_batch(&mut self, out: &mut RawBatch, max: usize) -> Result<bool, PipelineError> {
+        Ok(self.read_batch(out, max)?)
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 fn display_name(path: &Path) -> String {
     std::fs::canonicalize(path)
         .unwrap_or_else(|_| PathBuf::from(path))
@@ -113,12 +120,12 @@ mod tests {
     fn batches_lines_with_numbers() {
         let mut s = FileSource::from_reader("mem", &b"a\r\nb\n\nc"[..]);
         let mut r = RawBatch::default();
-        assert!(s.next_batch(&mut r, 2).unwrap());
+        assert!(s.read_batch(&mut r, 2).unwrap());
         assert_eq!((r.record(0), r.record(1)), (&b"a"[..], &b"b"[..]));
-        assert!(s.next_batch(&mut r, 2).unwrap());
+        assert!(s.read_batch(&mut r, 2).unwrap());
         assert_eq!(r.len(), 2);
         assert_eq!(r.record(1), b"c");
         assert_eq!(r.position(1), "mem:4");
-        assert!(!s.next_batch(&mut r, 2).unwrap());
+        assert!(!s.read_batch(&mut r, 2).unwrap());
     }
 }

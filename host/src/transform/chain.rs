@@ -63,6 +63,13 @@ impl Stage for Plugin {
     }
 }
 
+/// Offers a replacement chain; the pipeline asks between batches, so every batch is processed
+/// entirely by one chain (hot reload implements this).
+pub trait ChainUpdates: Send {
+    /// A new chain to use from the next batch on, if there is one.
+    fn poll(&mut self) -> Option<Chain>;
+}
+
 /// A loaded chain of stages.
 pub struct Chain {
     stages: Vec<Box<dyn Stage>>,
