@@ -29,51 +29,26 @@ use serde_json::Value;
 const BATCH: usize = 8192;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 /// Generates `n` events from the fixture templates into `path` (kept between runs).
 fn generate(n: usize, path: &Path) {
-    if path.exists()
-        && std::fs::metadata(path)
-            .map(|m| m.len() > 0)
-            .unwrap_or(false)
-    {
+    if path.exists() && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false) {
         return;
     }
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let dir = repo().join("../shared/fixtures/debezium/schemas_false__decimal_precise");
     let mut templates: Vec<Value> = Vec::new();
-    for s in [
-        "snapshot",
-        "insert",
-        "update",
-        "update_lifetime_value_only",
-        "delete",
-        "add_column",
-    ] {
-        for line in std::fs::read_to_string(dir.join(format!("{s}.ndjson")))
-            .unwrap()
-            .lines()
-        {
+    for s in ["snapshot", "insert", "update", "update_lifetime_value_only", "delete", "add_column"] {
+        for line in std::fs::read_to_string(dir.join(format!("{s}.ndjson"))).unwrap().lines() {
             templates.push(serde_json::from_str(line).unwrap());
         }
     }
-    let first = [
-        "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken",
-    ];
-    let last = [
-        "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson",
-    ];
-    let cities = [
-        ("Seattle", "WA", "US"),
-        ("Toronto", "ON", "CA"),
-        ("Paris", "", "FR"),
-        ("Austin", "TX", "US"),
-    ];
+    let first = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken"];
+    let last = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson"];
+    let cities =
+        [("Seattle", "WA", "US"), ("Toronto", "ON", "CA"), ("Paris", "", "FR"), ("Austin", "TX", "US")];
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
     for i in 0..n {
         let mut t = templates[i % templates.len()].clone();
@@ -90,22 +65,15 @@ fn generate(n: usize, path: &Path) {
             after["city"] = c.into();
             after["state"] = if s.is_empty() { Value::Null } else { s.into() };
             after["country"] = k.into();
-            let unscaled =
-                ((i as i64 * 7919) % 10_000_000) - if i % 97 == 0 { 20_000_000 } else { 0 };
+            let unscaled = ((i as i64 * 7919) % 10_000_000) - if i % 97 == 0 { 20_000_000 } else { 0 };
             let bytes = unscaled.to_be_bytes();
-            let skip = bytes
-                .iter()
-                .take(7)
-                .take_while(|b| **b == 0 || **b == 0xff)
-                .count();
+            let skip = bytes.iter().take(7).take_while(|b| **b == 0 || **b == 0xff).count();
             let trimmed = if skip > 0 && ((bytes[skip] & 0x80 != 0) != (bytes[skip - 1] == 0xff)) {
                 &bytes[skip - 1..]
             } else {
                 &bytes[skip..]
             };
-            after["lifetime_value"] = base64::engine::general_purpose::STANDARD
-                .encode(trimmed)
-                .into();
+            after["lifetime_value"] = base64::engine::general_purpose::STANDARD.encode(trimmed).into();
             after["registration_date"] = (17000 + (i % 3000) as i64).into();
         }
         if let Some(before) = t["value"].get_mut("before").filter(|b| b.is_object()) {
@@ -137,19 +105,11 @@ impl<T: Transform + Send> Native<T> {
             writes: d
                 .writes
                 .into_iter()
-                .map(|c| hw::ColumnDef {
-                    name: c.name,
-                    type_: to_host_type(c.type_),
-                    doc: c.doc,
-                })
+                .map(|c| hw::ColumnDef { name: c.name, type_: to_host_type(c.type_), doc: c.doc })
                 .collect(),
             removes: d.removes,
         };
-        Self {
-            runner,
-            name: d.name,
-            description: Description::from_wit(host).unwrap(),
-        }
+        Self { runner, name: d.name, description: Description::from_wit(host).unwrap() }
     }
 }
 
@@ -163,10 +123,7 @@ fn to_host_type(t: sw::ColumnType) -> hw::ColumnType {
         S::Float64 => H::Float64,
         S::Text => H::Text,
         S::Bytes => H::Bytes,
-        S::Decimal(d) => H::Decimal(hw::DecimalType {
-            precision: d.precision,
-            scale: d.scale,
-        }),
+        S::Decimal(d) => H::Decimal(hw::DecimalType { precision: d.precision, scale: d.scale }),
         S::Date => H::Date,
         S::Timestamp => H::Timestamp,
         S::Timestamptz => H::Timestamptz,
@@ -195,10 +152,7 @@ impl<T: Transform + Send> Stage for Native<T> {
 fn to_sdk_values(v: hw::ColumnValues) -> sw::ColumnValues {
     use hw::ColumnValues as H;
     use sw::ColumnValues as S;
-    let var = |a: hw::VarArray| sw::VarArray {
-        offsets: a.offsets,
-        data: a.data,
-    };
+    let var = |a: hw::VarArray| sw::VarArray { offsets: a.offsets, data: a.data };
     match v {
         H::Boolean(x) => S::Boolean(x),
         H::Int32(x) => S::Int32(x),
@@ -207,10 +161,7 @@ fn to_sdk_values(v: hw::ColumnValues) -> sw::ColumnValues {
         H::Text(a) => S::Text(var(a)),
         H::Bytes(a) => S::Bytes(var(a)),
         H::Decimal(d) => S::Decimal(sw::DecimalArray {
-            type_: sw::DecimalType {
-                precision: d.type_.precision,
-                scale: d.type_.scale,
-            },
+            type_: sw::DecimalType { precision: d.type_.precision, scale: d.type_.scale },
             unscaled: d.unscaled,
         }),
         H::Date(x) => S::Date(x),
@@ -223,10 +174,7 @@ fn to_sdk_values(v: hw::ColumnValues) -> sw::ColumnValues {
 fn from_sdk_values(v: sw::ColumnValues) -> hw::ColumnValues {
     use hw::ColumnValues as H;
     use sw::ColumnValues as S;
-    let var = |a: sw::VarArray| hw::VarArray {
-        offsets: a.offsets,
-        data: a.data,
-    };
+    let var = |a: sw::VarArray| hw::VarArray { offsets: a.offsets, data: a.data };
     match v {
         S::Boolean(x) => H::Boolean(x),
         S::Int32(x) => H::Int32(x),
@@ -235,10 +183,7 @@ fn from_sdk_values(v: sw::ColumnValues) -> hw::ColumnValues {
         S::Text(a) => H::Text(var(a)),
         S::Bytes(a) => H::Bytes(var(a)),
         S::Decimal(d) => H::Decimal(hw::DecimalArray {
-            type_: hw::DecimalType {
-                precision: d.type_.precision,
-                scale: d.type_.scale,
-            },
+            type_: hw::DecimalType { precision: d.type_.precision, scale: d.type_.scale },
             unscaled: d.unscaled,
         }),
         S::Date(x) => H::Date(x),
@@ -251,11 +196,7 @@ fn from_sdk_values(v: sw::ColumnValues) -> hw::ColumnValues {
 fn to_sdk_batch(b: hw::Batch) -> sw::Batch {
     let cols = |cs: Vec<hw::Column>| {
         cs.into_iter()
-            .map(|c| sw::Column {
-                name: c.name,
-                present: c.present,
-                values: to_sdk_values(c.values),
-            })
+            .map(|c| sw::Column { name: c.name, present: c.present, values: to_sdk_values(c.values) })
             .collect()
     };
     sw::Batch {
@@ -281,14 +222,7 @@ fn to_sdk_batch(b: hw::Batch) -> sw::Batch {
                 snapshot: s.snapshot,
             })
             .collect(),
-        tables: b
-            .tables
-            .into_iter()
-            .map(|t| sw::TableRef {
-                schema: t.schema,
-                table: t.table,
-            })
-            .collect(),
+        tables: b.tables.into_iter().map(|t| sw::TableRef { schema: t.schema, table: t.table }).collect(),
         after: cols(b.after),
         before: cols(b.before),
     }
@@ -308,11 +242,7 @@ fn from_sdk_output(o: sw::Output) -> hw::Output {
         writes: o
             .writes
             .into_iter()
-            .map(|c| hw::Column {
-                name: c.name,
-                present: c.present,
-                values: from_sdk_values(c.values),
-            })
+            .map(|c| hw::Column { name: c.name, present: c.present, values: from_sdk_values(c.values) })
             .collect(),
     }
 }
@@ -385,13 +315,8 @@ fn e2e_child(input: &Path, warehouse: &Path) {
     let mut cfg = Config::shipped_default();
     cfg.plugins.dir = repo().join("plugins");
     cfg.catalog.warehouse = warehouse.to_path_buf();
-    let summary = rt
-        .block_on(pipeline::run_file(
-            &cfg,
-            FileSource::open(input).unwrap(),
-            &Metrics::new(),
-        ))
-        .unwrap();
+    let summary =
+        rt.block_on(pipeline::run_file(&cfg, FileSource::open(input).unwrap(), &Metrics::new())).unwrap();
     println!(
         "{}",
         serde_json::json!({
@@ -412,10 +337,7 @@ fn main() {
         e2e_child(Path::new(&args[i + 1]), Path::new(&args[i + 2]));
         return;
     }
-    let n: usize = std::env::var("CDC_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let n: usize = std::env::var("CDC_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let dir = repo().join("target/bench");
     let input = dir.join(format!("events-{n}.ndjson"));
     eprintln!("generating {n} events into {} ...", input.display());
@@ -429,13 +351,9 @@ fn main() {
     let (native_eps, native_kept) = measure(&batches, &mut native, 3);
     let mut cfg = Config::shipped_default();
     cfg.plugins.dir = repo().join("plugins");
-    let mut wasm =
-        Some(pipeline::load_chain(&cfg).expect("build the plugins first: scripts/build-plugins"));
+    let mut wasm = Some(pipeline::load_chain(&cfg).expect("build the plugins first: scripts/build-plugins"));
     let (wasm_eps, wasm_kept) = measure(&batches, &mut wasm, 3);
-    assert_eq!(
-        native_kept, wasm_kept,
-        "native and WASM chains must keep the same events"
-    );
+    assert_eq!(native_kept, wasm_kept, "native and WASM chains must keep the same events");
     drop(batches);
 
     eprintln!("(b) file -> Iceberg end to end (child process) ...");
@@ -446,11 +364,7 @@ fn main() {
         .env("CDC_HOST_LOG", "warn")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let e2e: Value = serde_json::from_slice(&out.stdout).unwrap();
 
     let report = serde_json::json!({

@@ -42,10 +42,7 @@ impl RawBatch {
 
     /// Where record `i` came from, e.g. `events.ndjson:42`.
     pub fn position(&self, i: usize) -> String {
-        format!(
-            "{}:{}",
-            self.streams[self.stream[i] as usize], self.offsets[i]
-        )
+        format!("{}:{}", self.streams[self.stream[i] as usize], self.offsets[i])
     }
 
     /// Appends one record.
@@ -218,16 +215,7 @@ mod tests {
     fn retain_filters_every_part() {
         let mut b = ChangeBatch {
             ops: vec![Op::Create, Op::Delete, Op::Update],
-            sources: vec![
-                SourceInfo {
-                    table: 0,
-                    lsn: None,
-                    txid: None,
-                    ts_ms: 1,
-                    snapshot: false
-                };
-                3
-            ],
+            sources: vec![SourceInfo { table: 0, lsn: None, txid: None, ts_ms: 1, snapshot: false }; 3],
             origins: vec![0, 1, 2],
             ..Default::default()
         };
@@ -239,24 +227,14 @@ mod tests {
         b.retain(&[true, false, true]).unwrap();
         assert_eq!(b.ops, vec![Op::Create, Op::Update]);
         assert_eq!(b.origins, vec![0, 2]);
-        let ids = b
-            .after
-            .get("id")
-            .unwrap()
-            .array
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
+        let ids = b.after.get("id").unwrap().array.as_any().downcast_ref::<Int64Array>().unwrap();
         assert_eq!(ids.values().to_vec(), vec![1, 3]);
         assert_eq!(ids.len(), 2);
     }
 
     #[test]
     fn raw_batch_positions() {
-        let mut r = RawBatch {
-            streams: vec![Arc::from("in.ndjson")],
-            ..Default::default()
-        };
+        let mut r = RawBatch { streams: vec![Arc::from("in.ndjson")], ..Default::default() };
         r.push(0, 1, b"{}");
         r.push(0, 2, b"[1]");
         assert_eq!(r.record(1), b"[1]");

@@ -34,6 +34,98 @@ pub struct Config {
     pub sink: SinkConfig,
     #[serde(default)]
     pub dead_letter: DeadLetterConfig,
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    #[serde(default)]
+    pub filter: FilterConfig,
+}
+
+/// The Kafka source (used when no `--input` is given).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Brokers (`KAFKA_BOOTSTRAP_SERVERS`, comma separated).
+    #[serde(default = "default_bootstrap")]
+    pub bootstrap_servers: Vec<String>,
+    /// Topics to consume (`KAFKA_TOPIC`, comma separated).
+    #[serde(default = "default_topics")]
+    pub topics: Vec<String>,
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// Where to start partitions that neither the table nor the group has a position for.
+    #[serde(default)]
+    pub auto_offset_reset: OffsetReset,
+    /// Commit the group's offsets (after each Iceberg commit, never before) so lag tools see progress.
+    /// The table's positions stay authoritative either way.
+    #[serde(default = "yes")]
+    pub enable_auto_commit: bool,
+    /// Most records in one batch.
+    #[serde(default = "default_max_poll")]
+    pub max_poll_records: usize,
+    #[serde(default = "default_session_timeout")]
+    pub session_timeout_ms: u64,
+    /// How long one batch waits for records before it goes on with what it has.
+    #[serde(default = "default_consumer_timeout")]
+    pub consumer_timeout_ms: u64,
+    /// Raw librdkafka properties (security.protocol, ssl.*, sasl.*, ...), passed through.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_bootstrap() -> Vec<String> {
+    vec!["localhost:9092".into()]
+}
+fn default_topics() -> Vec<String> {
+    vec!["postgres.public.customers".into()]
+}
+fn default_group() -> String {
+    "iceberg-cdc-consumer".into()
+}
+fn default_max_poll() -> usize {
+    10_000
+}
+fn default_session_timeout() -> u64 {
+    30_000
+}
+fn default_consumer_timeout() -> u64 {
+    1_000
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: default_bootstrap(),
+            topics: default_topics(),
+            group_id: default_group(),
+            auto_offset_reset: OffsetReset::Earliest,
+            enable_auto_commit: true,
+            max_poll_records: default_max_poll(),
+            session_timeout_ms: default_session_timeout(),
+            consumer_timeout_ms: default_consumer_timeout(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// Kafka's `auto.offset.reset`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsetReset {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+/// Which events reach the chain.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Source tables as `schema.table` (e.g. `public.customers`); empty means all.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// Debezium operations (`c`, `u`, `d`, `r`); empty means all.
+    #[serde(default)]
+    pub operations: Vec<String>,
 }
 
 fn default_pipeline_id() -> String {
@@ -64,11 +156,7 @@ fn default_warehouse() -> PathBuf {
 
 impl Default for CatalogConfig {
     fn default() -> Self {
-        Self {
-            name: default_catalog_name(),
-            warehouse: default_warehouse(),
-            uri: None,
-        }
+        Self { name: default_catalog_name(), warehouse: default_warehouse(), uri: None }
     }
 }
 
@@ -143,9 +231,7 @@ pub struct DecodeConfig {
 
 impl Default for DecodeConfig {
     fn default() -> Self {
-        Self {
-            decimal_handling: DecimalHandling::Precise,
-        }
+        Self { decimal_handling: DecimalHandling::Precise }
     }
 }
 
@@ -174,6 +260,29 @@ pub struct PluginsConfig {
     /// Where compiled components are cached; default `$XDG_CACHE_HOME/cdc-host` or `~/.cache/cdc-host`.
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
+    /// Watch the plugins directory (and the `--config` file) and swap the chain while running.
+    #[serde(default = "yes")]
+    pub watch: bool,
+    /// Quiet period after the last file change before a reload starts.
+    #[serde(default = "default_debounce_ms")]
+    pub debounce_ms: u64,
+    /// Consecutive failed batches after which a plugin is quarantined; 0 never quarantines.
+    #[serde(default = "default_quarantine_after")]
+    pub quarantine_after: u32,
+    /// What quarantine means: skip the plugin (`pass-through`) or stop the pipeline (`stop`).
+    #[serde(default)]
+    pub on_quarantine: OnQuarantine,
+}
+
+/// What happens when a plugin is quarantined.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnQuarantine {
+    /// Skip the plugin: events flow on without its changes (loudly logged and counted).
+    #[default]
+    PassThrough,
+    /// Stop the pipeline (pending rows are committed first) with an error naming the plugin.
+    Stop,
 }
 
 fn default_plugins_dir() -> PathBuf {
@@ -185,6 +294,12 @@ fn default_deadline_ms() -> u64 {
 fn default_memory_limit() -> u64 {
     256
 }
+fn default_debounce_ms() -> u64 {
+    200
+}
+fn default_quarantine_after() -> u32 {
+    3
+}
 
 impl Default for PluginsConfig {
     fn default() -> Self {
@@ -193,6 +308,10 @@ impl Default for PluginsConfig {
             batch_deadline_ms: default_deadline_ms(),
             memory_limit_mb: default_memory_limit(),
             cache_dir: None,
+            watch: true,
+            debounce_ms: default_debounce_ms(),
+            quarantine_after: default_quarantine_after(),
+            on_quarantine: OnQuarantine::default(),
         }
     }
 }
@@ -252,6 +371,19 @@ pub struct SinkConfig {
     /// zstd level (1..=22).
     #[serde(default = "default_zstd_level")]
     pub zstd_level: i32,
+    /// Commit when this many input bytes are pending.
+    #[serde(default = "default_commit_bytes")]
+    pub commit_bytes: usize,
+    /// Commit pending rows at least this often (streaming).
+    #[serde(default = "default_interval")]
+    pub processing_interval_seconds: u64,
+}
+
+fn default_commit_bytes() -> usize {
+    256 * 1024 * 1024
+}
+fn default_interval() -> u64 {
+    10
 }
 
 fn default_batch_size() -> usize {
@@ -278,6 +410,8 @@ impl Default for SinkConfig {
             target_file_size_bytes: default_file_size(),
             compression: default_compression(),
             zstd_level: default_zstd_level(),
+            commit_bytes: default_commit_bytes(),
+            processing_interval_seconds: default_interval(),
         }
     }
 }
@@ -294,18 +428,14 @@ pub struct DeadLetterConfig {
 impl Config {
     /// Parses a TOML document.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            origin: origin.to_string(),
-            message: e.to_string(),
-        })
+        toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { origin: origin.to_string(), message: e.to_string() })
     }
 
     /// Reads a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.to_path_buf(), source: e })?;
         Self::from_toml(&text, &path.display().to_string())
     }
 
@@ -316,30 +446,19 @@ impl Config {
 
     /// The dead-letter table name.
     pub fn dead_letter_table(&self) -> String {
-        self.dead_letter
-            .table
-            .clone()
-            .unwrap_or_else(|| format!("{}_dlq", self.table.name))
+        self.dead_letter.table.clone().unwrap_or_else(|| format!("{}_dlq", self.table.name))
     }
 
     /// The SQL catalog URI.
     pub fn catalog_uri(&self) -> String {
         self.catalog.uri.clone().unwrap_or_else(|| {
-            format!(
-                "sqlite:{}?mode=rwc",
-                self.catalog.warehouse.join("catalog.db").display()
-            )
+            format!("sqlite:{}?mode=rwc", self.catalog.warehouse.join("catalog.db").display())
         })
     }
 
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key: &str, message: String| {
-            Err(ConfigError::Invalid {
-                key: key.to_string(),
-                message,
-            })
-        };
+        let bad = |key: &str, message: String| Err(ConfigError::Invalid { key: key.to_string(), message });
         if self.pipeline_id.trim().is_empty() {
             return bad("pipeline_id", "must not be empty".into());
         }
@@ -359,27 +478,25 @@ impl Config {
             return bad("sink.commit_rows", "must be at least 1".into());
         }
         if self.sink.target_file_size_bytes < 1024 {
-            return bad(
-                "sink.target_file_size_bytes",
-                "must be at least 1024".into(),
-            );
+            return bad("sink.target_file_size_bytes", "must be at least 1024".into());
         }
-        crate::sink::parquet_properties(&self.sink).map_err(|message| ConfigError::Invalid {
-            key: "sink.compression".into(),
-            message,
-        })?;
+        crate::sink::parquet_properties(&self.sink)
+            .map_err(|message| ConfigError::Invalid { key: "sink.compression".into(), message })?;
         if self.plugins.batch_deadline_ms == 0 {
             return bad("plugins.batch_deadline_ms", "must be at least 1".into());
         }
         if self.plugins.memory_limit_mb < 1 {
             return bad("plugins.memory_limit_mb", "must be at least 1".into());
         }
+        if self.plugins.debounce_ms > 60_000 {
+            return bad(
+                "plugins.debounce_ms",
+                "must be at most 60000 (a reload waits this long after the last change)".into(),
+            );
+        }
         for (i, c) in self.table.columns.iter().enumerate() {
             if let Err(message) = crate::schema::parse_type(&c.ty) {
-                return bad(
-                    &format!("table.columns[{i}].type"),
-                    format!("column `{}`: {message}", c.name),
-                );
+                return bad(&format!("table.columns[{i}].type"), format!("column `{}`: {message}", c.name));
             }
         }
         for (i, p) in self.table.partition.iter().enumerate() {
@@ -401,12 +518,39 @@ impl Config {
                 );
             }
         }
+        if self.sink.processing_interval_seconds == 0 {
+            return bad("sink.processing_interval_seconds", "must be at least 1".into());
+        }
+        if self.kafka.bootstrap_servers.is_empty()
+            || self.kafka.bootstrap_servers.iter().any(|b| b.trim().is_empty())
+        {
+            return bad("kafka.bootstrap_servers", "must list at least one host:port".into());
+        }
+        if self.kafka.topics.is_empty() || self.kafka.topics.iter().any(|t| t.trim().is_empty()) {
+            return bad("kafka.topics", "must name at least one topic".into());
+        }
+        if self.kafka.group_id.trim().is_empty() {
+            return bad("kafka.group_id", "must not be empty".into());
+        }
+        if self.kafka.max_poll_records == 0 {
+            return bad("kafka.max_poll_records", "must be at least 1".into());
+        }
+        for (i, op) in self.filter.operations.iter().enumerate() {
+            if crate::change::Op::from_debezium(op).is_none() {
+                return bad(
+                    &format!("filter.operations[{i}]"),
+                    format!("`{op}` is not a Debezium op (c, u, d, r, t)"),
+                );
+            }
+        }
+        for (i, t) in self.filter.tables.iter().enumerate() {
+            if t.split('.').count() != 2 {
+                return bad(&format!("filter.tables[{i}]"), format!("`{t}`: write schema.table"));
+            }
+        }
         for (i, c) in self.chain.iter().enumerate() {
             if c.plugin.trim().is_empty() {
-                return bad(
-                    &format!("chain[{i}].plugin"),
-                    "must name a component file".into(),
-                );
+                return bad(&format!("chain[{i}].plugin"), "must name a component file".into());
             }
         }
         Ok(())
@@ -430,9 +574,7 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = Config::from_toml("[table]\nnmae = \"x\"\n", "t")
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_toml("[table]\nnmae = \"x\"\n", "t").unwrap_err().to_string();
         assert!(err.contains("nmae"), "{err}");
     }
 
@@ -440,27 +582,12 @@ mod tests {
     fn bad_values_name_the_key() {
         let mut c = Config::shipped_default();
         c.sink.batch_size = 0;
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("sink.batch_size")
-        );
+        assert!(c.validate().unwrap_err().to_string().contains("sink.batch_size"));
         let mut c = Config::shipped_default();
         c.sink.compression = "brotli9000".into();
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("sink.compression")
-        );
+        assert!(c.validate().unwrap_err().to_string().contains("sink.compression"));
         let mut c = Config::shipped_default();
         c.table.columns[0].ty = "decimal(99,2)".into();
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("table.columns[0].type")
-        );
+        assert!(c.validate().unwrap_err().to_string().contains("table.columns[0].type"));
     }
 }

@@ -104,18 +104,10 @@ struct ConnectSchema {
 
 impl ConnectSchema {
     fn hint(&self) -> FieldHint {
-        let plain = |ty| FieldHint {
-            ty,
-            encoding: Encoding::Plain,
-            scale: 0,
-        };
+        let plain = |ty| FieldHint { ty, encoding: Encoding::Plain, scale: 0 };
         match self.name.as_deref() {
             Some("org.apache.kafka.connect.data.Decimal") => {
-                let scale = self
-                    .parameters
-                    .get("scale")
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
+                let scale = self.parameters.get("scale").and_then(|s| s.parse().ok()).unwrap_or(0);
                 let precision = self
                     .parameters
                     .get("connect.decimal.precision")
@@ -123,10 +115,7 @@ impl ConnectSchema {
                     .unwrap_or(MAX_DECIMAL_PRECISION)
                     .clamp(1, MAX_DECIMAL_PRECISION);
                 FieldHint {
-                    ty: ColType::Decimal {
-                        precision,
-                        scale: scale.min(precision),
-                    },
+                    ty: ColType::Decimal { precision, scale: scale.min(precision) },
                     encoding: Encoding::Base64Decimal,
                     scale,
                 }
@@ -134,22 +123,15 @@ impl ConnectSchema {
             Some("io.debezium.time.Date") | Some("org.apache.kafka.connect.data.Date") => {
                 plain(ColType::Date)
             }
-            Some("io.debezium.time.Timestamp")
-            | Some("org.apache.kafka.connect.data.Timestamp") => FieldHint {
-                ty: ColType::Timestamp,
-                encoding: Encoding::Millis,
-                scale: 0,
-            },
-            Some("io.debezium.time.MicroTimestamp") => FieldHint {
-                ty: ColType::Timestamp,
-                encoding: Encoding::Micros,
-                scale: 0,
-            },
-            Some("io.debezium.time.NanoTimestamp") => FieldHint {
-                ty: ColType::Timestamp,
-                encoding: Encoding::Nanos,
-                scale: 0,
-            },
+            Some("io.debezium.time.Timestamp") | Some("org.apache.kafka.connect.data.Timestamp") => {
+                FieldHint { ty: ColType::Timestamp, encoding: Encoding::Millis, scale: 0 }
+            }
+            Some("io.debezium.time.MicroTimestamp") => {
+                FieldHint { ty: ColType::Timestamp, encoding: Encoding::Micros, scale: 0 }
+            }
+            Some("io.debezium.time.NanoTimestamp") => {
+                FieldHint { ty: ColType::Timestamp, encoding: Encoding::Nanos, scale: 0 }
+            }
             Some("io.debezium.time.ZonedTimestamp") => plain(ColType::TimestampTz),
             Some("io.debezium.data.Json") => plain(ColType::Json),
             _ => match self.ty.as_str() {
@@ -157,11 +139,7 @@ impl ConnectSchema {
                 "int8" | "int16" | "int32" => plain(ColType::Int32),
                 "int64" => plain(ColType::Int64),
                 "float32" | "float64" | "double" | "float" => plain(ColType::Float64),
-                "string" => FieldHint {
-                    ty: ColType::Text,
-                    encoding: Encoding::Text,
-                    scale: 0,
-                },
+                "string" => FieldHint { ty: ColType::Text, encoding: Encoding::Text, scale: 0 },
                 "bytes" => plain(ColType::Bytes),
                 _ => plain(ColType::Json),
             },
@@ -247,12 +225,7 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder whose column types follow `declared` (the table's columns) where they name a column.
     pub fn new(declared: HashMap<String, ColType>, decimal_handling: DecimalHandling) -> Self {
-        Self {
-            declared,
-            decimal_handling,
-            schemas: HashMap::new(),
-            last_schema: None,
-        }
+        Self { declared, decimal_handling, schemas: HashMap::new(), last_schema: None }
     }
 
     /// Replaces the declared column types (after the table schema changed).
@@ -264,10 +237,7 @@ impl Decoder {
     pub fn decode(&mut self, raw: &RawBatch) -> Decoded {
         let mut b = BatchBuilder::new(raw.len());
         let mut dead = Vec::new();
-        let mut stats = DecodeStats {
-            records: raw.len() as u64,
-            ..Default::default()
-        };
+        let mut stats = DecodeStats { records: raw.len() as u64, ..Default::default() };
         let mut entries = Vec::with_capacity(32);
         for i in 0..raw.len() {
             let bytes = raw.record(i);
@@ -293,11 +263,7 @@ impl Decoder {
         stats.dead_letters = dead.len() as u64;
         let batch = b.finish(self);
         stats.events = batch.len() as u64;
-        Decoded {
-            batch,
-            dead_letters: dead,
-            stats,
-        }
+        Decoded { batch, dead_letters: dead, stats }
     }
 
     fn decode_one<'a>(
@@ -335,22 +301,11 @@ impl Decoder {
                 Some(p) => (line.schema, p),
             }
         } else {
-            (
-                None,
-                Body {
-                    before: line.before,
-                    after: line.after,
-                    source: line.source,
-                    op: line.op,
-                },
-            )
+            (None, Body { before: line.before, after: line.after, source: line.source, op: line.op })
         };
-        let op_text = body
-            .op
-            .as_deref()
-            .ok_or("the record has no `op` field (not a Debezium change event)")?;
-        let op =
-            Op::from_debezium(op_text).ok_or_else(|| format!("unknown Debezium op `{op_text}`"))?;
+        let op_text =
+            body.op.as_deref().ok_or("the record has no `op` field (not a Debezium change event)")?;
+        let op = Op::from_debezium(op_text).ok_or_else(|| format!("unknown Debezium op `{op_text}`"))?;
         if op == Op::Truncate {
             stats.truncates += 1;
             return Ok(());
@@ -360,26 +315,13 @@ impl Decoder {
             None => None,
         };
         let src = body.source.unwrap_or_default();
-        let table = b.intern_table(
-            src.schema.as_deref().unwrap_or(""),
-            src.table.as_deref().unwrap_or(""),
-        );
-        let snapshot = src
-            .snapshot
-            .is_some_and(|s| !matches!(s.get(), "false" | "\"false\"" | "null"));
-        let info = SourceInfo {
-            table,
-            lsn: src.lsn,
-            txid: src.tx_id,
-            ts_ms: src.ts_ms.unwrap_or(0),
-            snapshot,
-        };
+        let table = b.intern_table(src.schema.as_deref().unwrap_or(""), src.table.as_deref().unwrap_or(""));
+        let snapshot = src.snapshot.is_some_and(|s| !matches!(s.get(), "false" | "\"false\"" | "null"));
+        let info =
+            SourceInfo { table, lsn: src.lsn, txid: src.tx_id, ts_ms: src.ts_ms.unwrap_or(0), snapshot };
         b.begin_row(op, info, origin);
-        let ctx = Ctx {
-            declared: &self.declared,
-            hints: row_schema.as_deref(),
-            decimal: self.decimal_handling,
-        };
+        let ctx =
+            Ctx { declared: &self.declared, hints: row_schema.as_deref(), decimal: self.decimal_handling };
         for (image, side) in [(body.after, Side::After), (body.before, Side::Before)] {
             let Some(image) = image else { continue };
             if image.get() == "null" {
@@ -410,10 +352,8 @@ impl Decoder {
                 let s: ConnectSchema = serde_json::from_str(text)
                     .map_err(|e| format!("embedded schema is not a Connect schema: {e}"))?;
                 let mut row = RowSchema::default();
-                for image in s
-                    .fields
-                    .iter()
-                    .filter(|f| matches!(f.field.as_deref(), Some("after" | "before")))
+                for image in
+                    s.fields.iter().filter(|f| matches!(f.field.as_deref(), Some("after" | "before")))
                 {
                     for f in &image.fields {
                         if let Some(name) = &f.field {
@@ -435,12 +375,7 @@ impl Decoder {
 }
 
 fn dead_letter(i: usize, reason: String) -> DeadLetter {
-    DeadLetter {
-        origin: i as u32,
-        stage: "decode",
-        plugin: None,
-        reason,
-    }
+    DeadLetter { origin: i as u32, stage: "decode", plugin: None, reason }
 }
 
 /// Collects the entries of a JSON object without parsing the values.
@@ -506,9 +441,7 @@ fn classify(raw: &RawValue) -> Result<Json<'_>, String> {
         Some(b'"') => {
             let inner = &t[1..t.len() - 1];
             if inner.contains('\\') {
-                Json::Str(Cow::Owned(
-                    serde_json::from_str::<String>(t).map_err(|e| e.to_string())?,
-                ))
+                Json::Str(Cow::Owned(serde_json::from_str::<String>(t).map_err(|e| e.to_string())?))
             } else {
                 Json::Str(Cow::Borrowed(inner))
             }
@@ -538,9 +471,7 @@ impl Builder {
             ColType::Int32 => Builder::Int32(Int32Builder::with_capacity(cap)),
             ColType::Int64 => Builder::Int64(Int64Builder::with_capacity(cap)),
             ColType::Float64 => Builder::Float64(Float64Builder::with_capacity(cap)),
-            ColType::Text | ColType::Json => {
-                Builder::Text(StringBuilder::with_capacity(cap, cap * 16))
-            }
+            ColType::Text | ColType::Json => Builder::Text(StringBuilder::with_capacity(cap, cap * 16)),
             ColType::Bytes => Builder::Bytes(LargeBinaryBuilder::with_capacity(cap, cap * 16)),
             ColType::Decimal { precision, scale } => Builder::Decimal(
                 Decimal128Builder::with_capacity(cap)
@@ -548,12 +479,10 @@ impl Builder {
                     .expect("validated decimal type"),
             ),
             ColType::Date => Builder::Date(Date32Builder::with_capacity(cap)),
-            ColType::Timestamp => {
-                Builder::Timestamp(TimestampMicrosecondBuilder::with_capacity(cap))
+            ColType::Timestamp => Builder::Timestamp(TimestampMicrosecondBuilder::with_capacity(cap)),
+            ColType::TimestampTz => {
+                Builder::Timestamp(TimestampMicrosecondBuilder::with_capacity(cap).with_timezone(UTC))
             }
-            ColType::TimestampTz => Builder::Timestamp(
-                TimestampMicrosecondBuilder::with_capacity(cap).with_timezone(UTC),
-            ),
         }
     }
 
@@ -613,30 +542,24 @@ impl Builder {
         match (self, v) {
             (b, Json::Null) => b.append_null(),
             (Builder::Boolean(b), Json::Bool(x)) => b.append_value(x),
-            (Builder::Boolean(b), Json::Str(s)) => b.append_value(
-                s.parse::<bool>()
-                    .map_err(|_| format!("`{s}` is not a boolean"))?,
-            ),
-            (Builder::Int32(b), Json::Num(n)) => b.append_value(
-                n.parse::<i32>()
-                    .map_err(|_| format!("{n} is not a 32-bit integer"))?,
-            ),
-            (Builder::Int64(b), Json::Num(n)) => b.append_value(
-                n.parse::<i64>()
-                    .map_err(|_| format!("{n} is not a 64-bit integer"))?,
-            ),
-            (Builder::Int64(b), Json::Str(s)) => b.append_value(
-                s.parse::<i64>()
-                    .map_err(|_| format!("`{s}` is not a 64-bit integer"))?,
-            ),
-            (Builder::Float64(b), Json::Num(n)) => b.append_value(
-                n.parse::<f64>()
-                    .map_err(|_| format!("{n} is not a number"))?,
-            ),
-            (Builder::Float64(b), Json::Str(s)) => b.append_value(
-                s.parse::<f64>()
-                    .map_err(|_| format!("`{s}` is not a number"))?,
-            ),
+            (Builder::Boolean(b), Json::Str(s)) => {
+                b.append_value(s.parse::<bool>().map_err(|_| format!("`{s}` is not a boolean"))?)
+            }
+            (Builder::Int32(b), Json::Num(n)) => {
+                b.append_value(n.parse::<i32>().map_err(|_| format!("{n} is not a 32-bit integer"))?)
+            }
+            (Builder::Int64(b), Json::Num(n)) => {
+                b.append_value(n.parse::<i64>().map_err(|_| format!("{n} is not a 64-bit integer"))?)
+            }
+            (Builder::Int64(b), Json::Str(s)) => {
+                b.append_value(s.parse::<i64>().map_err(|_| format!("`{s}` is not a 64-bit integer"))?)
+            }
+            (Builder::Float64(b), Json::Num(n)) => {
+                b.append_value(n.parse::<f64>().map_err(|_| format!("{n} is not a number"))?)
+            }
+            (Builder::Float64(b), Json::Str(s)) => {
+                b.append_value(s.parse::<f64>().map_err(|_| format!("`{s}` is not a number"))?)
+            }
             (Builder::Text(b), Json::Str(s)) => b.append_value(&*s),
             (Builder::Text(b), Json::Num(n) | Json::Nested(n)) => b.append_value(n),
             (Builder::Text(b), Json::Bool(x)) => b.append_value(if x { "true" } else { "false" }),
@@ -651,15 +574,12 @@ impl Builder {
                 };
                 b.append_value(decimal_value(v, precision, scale, hint, decimal)?)
             }
-            (Builder::Date(b), Json::Num(n)) => b.append_value(
-                n.parse::<i32>()
-                    .map_err(|_| format!("{n} is not a day number"))?,
-            ),
+            (Builder::Date(b), Json::Num(n)) => {
+                b.append_value(n.parse::<i32>().map_err(|_| format!("{n} is not a day number"))?)
+            }
             (Builder::Date(b), Json::Str(s)) => b.append_value(parse_date(&s)?),
             (Builder::Timestamp(b), Json::Num(n)) => {
-                let x: i64 = n
-                    .parse()
-                    .map_err(|_| format!("{n} is not an integer timestamp"))?;
+                let x: i64 = n.parse().map_err(|_| format!("{n} is not an integer timestamp"))?;
                 b.append_value(match encoding {
                     Some(Encoding::Millis) => x.saturating_mul(1000),
                     Some(Encoding::Nanos) => x / 1000,
@@ -702,10 +622,7 @@ fn decimal_value(
                     format!("`{s}` is not a base64 decimal; if Debezium sends decimals as text, set decode.decimal_handling = \"string\"")
                 })?;
                 if bytes.is_empty() || bytes.len() > 16 {
-                    return Err(format!(
-                        "`{s}` decodes to {} bytes, not a decimal",
-                        bytes.len()
-                    ));
+                    return Err(format!("`{s}` decodes to {} bytes, not a decimal", bytes.len()));
                 }
                 let mut x: i128 = if bytes[0] & 0x80 != 0 { -1 } else { 0 };
                 for byte in bytes {
@@ -726,10 +643,7 @@ fn decimal_value(
     };
     let value = rescale(unscaled, from_scale, scale)?;
     if value.unsigned_abs() >= 10u128.pow(precision as u32) {
-        return Err(format!(
-            "{} does not fit decimal({precision},{scale})",
-            format_decimal(value, scale)
-        ));
+        return Err(format!("{} does not fit decimal({precision},{scale})", format_decimal(value, scale)));
     }
     Ok(value)
 }
@@ -738,15 +652,11 @@ fn rescale(x: i128, from: u8, to: u8) -> Result<i128, String> {
     if from == to {
         Ok(x)
     } else if from < to {
-        x.checked_mul(10i128.pow((to - from) as u32))
-            .ok_or_else(|| "decimal overflows".to_string())
+        x.checked_mul(10i128.pow((to - from) as u32)).ok_or_else(|| "decimal overflows".to_string())
     } else {
         let f = 10i128.pow((from - to) as u32);
         if x % f != 0 {
-            return Err(format!(
-                "{} has more than {to} decimal places",
-                format_decimal(x, from)
-            ));
+            return Err(format!("{} has more than {to} decimal places", format_decimal(x, from)));
         }
         Ok(x / f)
     }
@@ -765,17 +675,12 @@ fn parse_decimal_text(s: &str) -> Result<(i128, u8), String> {
         None => (false, mantissa.strip_prefix('+').unwrap_or(mantissa)),
     };
     let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    if int.is_empty() && frac.is_empty()
-        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-    {
+    if int.is_empty() && frac.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
     let mut x: i128 = 0;
     for b in int.bytes().chain(frac.bytes()) {
-        x = x
-            .checked_mul(10)
-            .and_then(|x| x.checked_add((b - b'0') as i128))
-            .ok_or_else(bad)?;
+        x = x.checked_mul(10).and_then(|x| x.checked_add((b - b'0') as i128)).ok_or_else(bad)?;
     }
     let mut scale = frac.len() as i32 - exp;
     while scale < 0 {
@@ -847,11 +752,7 @@ impl SideBuilder {
     fn finish(mut self, rows: usize, keep: Option<&arrow_array::BooleanArray>) -> Columns {
         for name in std::mem::take(&mut self.null_only) {
             if !self.index.contains_key(&name) {
-                self.cols.push(ColBuilder {
-                    b: Builder::new(ColType::Text, rows),
-                    name,
-                    ty: ColType::Text,
-                });
+                self.cols.push(ColBuilder { b: Builder::new(ColType::Text, rows), name, ty: ColType::Text });
             }
         }
         Columns(
@@ -863,14 +764,10 @@ impl SideBuilder {
                     }
                     let mut array = c.b.finish();
                     if let Some(mask) = keep {
-                        array = arrow_select::filter::filter(&array, mask)
-                            .expect("mask matches batch length");
+                        array =
+                            arrow_select::filter::filter(&array, mask).expect("mask matches batch length");
                     }
-                    Column {
-                        name: c.name,
-                        ty: c.ty,
-                        array,
-                    }
+                    Column { name: c.name, ty: c.ty, array }
                 })
                 .collect(),
         )
@@ -904,17 +801,10 @@ impl BatchBuilder {
     }
 
     fn intern_table(&mut self, schema: &str, table: &str) -> u32 {
-        if let Some(i) = self
-            .tables
-            .iter()
-            .position(|t| t.schema == schema && t.table == table)
-        {
+        if let Some(i) = self.tables.iter().position(|t| t.schema == schema && t.table == table) {
             return i as u32;
         }
-        self.tables.push(TableRef {
-            schema: schema.into(),
-            table: table.into(),
-        });
+        self.tables.push(TableRef { schema: schema.into(), table: table.into() });
         (self.tables.len() - 1) as u32
     }
 
@@ -966,11 +856,7 @@ impl BatchBuilder {
                     }
                     (None, None) => infer(&v),
                 };
-                sb.cols.push(ColBuilder {
-                    name: name.to_string(),
-                    ty,
-                    b: Builder::new(ty, self.cap),
-                });
+                sb.cols.push(ColBuilder { name: name.to_string(), ty, b: Builder::new(ty, self.cap) });
                 sb.index.insert(name.to_string(), sb.cols.len() - 1);
                 sb.cols.len() - 1
             }
@@ -983,9 +869,7 @@ impl BatchBuilder {
         for _ in len..row {
             col.b.append_null();
         }
-        col.b
-            .append(col.ty, v, hint, ctx.decimal)
-            .map_err(|e| format!("column `{name}`: {e}"))
+        col.b.append(col.ty, v, hint, ctx.decimal).map_err(|e| format!("column `{name}`: {e}"))
     }
 
     fn finish(self, _decoder: &Decoder) -> ChangeBatch {
@@ -999,18 +883,11 @@ impl BatchBuilder {
             }
             Some(k)
         };
-        let mask = keep
-            .as_ref()
-            .map(|k| arrow_array::BooleanArray::from(k.clone()));
+        let mask = keep.as_ref().map(|k| arrow_array::BooleanArray::from(k.clone()));
         fn pick<T>(v: Vec<T>, keep: &Option<Vec<bool>>) -> Vec<T> {
             match keep {
                 None => v,
-                Some(k) => v
-                    .into_iter()
-                    .zip(k)
-                    .filter(|(_, k)| **k)
-                    .map(|(x, _)| x)
-                    .collect(),
+                Some(k) => v.into_iter().zip(k).filter(|(_, k)| **k).map(|(x, _)| x).collect(),
             }
         }
         ChangeBatch {
@@ -1032,10 +909,7 @@ mod tests {
     };
 
     fn raw(lines: &[&str]) -> RawBatch {
-        let mut r = RawBatch {
-            streams: vec![Arc::from("test")],
-            ..Default::default()
-        };
+        let mut r = RawBatch { streams: vec![Arc::from("test")], ..Default::default() };
         for (i, l) in lines.iter().enumerate() {
             r.push(0, i as i64 + 1, l.as_bytes());
         }
@@ -1045,26 +919,14 @@ mod tests {
     fn declared() -> HashMap<String, ColType> {
         HashMap::from([
             ("customer_id".to_string(), ColType::Int64),
-            (
-                "lifetime_value".to_string(),
-                ColType::Decimal {
-                    precision: 12,
-                    scale: 2,
-                },
-            ),
+            ("lifetime_value".to_string(), ColType::Decimal { precision: 12, scale: 2 }),
             ("registration_date".to_string(), ColType::Date),
             ("created_at".to_string(), ColType::TimestampTz),
         ])
     }
 
     fn text<'a>(b: &'a ChangeBatch, name: &str) -> &'a StringArray {
-        b.after
-            .get(name)
-            .unwrap()
-            .array
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap()
+        b.after.get(name).unwrap().array.as_any().downcast_ref::<StringArray>().unwrap()
     }
 
     #[test]
@@ -1077,47 +939,16 @@ mod tests {
         assert_eq!(b.ops, vec![Op::Read]);
         assert_eq!(
             b.sources[0],
-            SourceInfo {
-                table: 0,
-                lsn: Some(5),
-                txid: Some(7),
-                ts_ms: 99,
-                snapshot: true
-            }
+            SourceInfo { table: 0, lsn: Some(5), txid: Some(7), ts_ms: 99, snapshot: true }
         );
-        assert_eq!(
-            b.tables[0],
-            TableRef {
-                schema: "public".into(),
-                table: "customers".into()
-            }
-        );
-        let ids = b
-            .after
-            .get("customer_id")
-            .unwrap()
-            .array
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
+        assert_eq!(b.tables[0], TableRef { schema: "public".into(), table: "customers".into() });
+        let ids = b.after.get("customer_id").unwrap().array.as_any().downcast_ref::<Int64Array>().unwrap();
         assert_eq!(ids.value(0), 1);
-        let lv = b
-            .after
-            .get("lifetime_value")
-            .unwrap()
-            .array
-            .as_any()
-            .downcast_ref::<Decimal128Array>()
-            .unwrap();
+        let lv =
+            b.after.get("lifetime_value").unwrap().array.as_any().downcast_ref::<Decimal128Array>().unwrap();
         assert_eq!(lv.value(0), 123456); // 0x01E240 = 123456 -> 1234.56
-        let d32 = b
-            .after
-            .get("registration_date")
-            .unwrap()
-            .array
-            .as_any()
-            .downcast_ref::<Date32Array>()
-            .unwrap();
+        let d32 =
+            b.after.get("registration_date").unwrap().array.as_any().downcast_ref::<Date32Array>().unwrap();
         assert_eq!(d32.value(0), 19372);
         let ts = b
             .after
@@ -1150,11 +981,7 @@ mod tests {
         assert_eq!(out.dead_letters.len(), 2);
         assert_eq!(out.dead_letters[0].origin, 2);
         assert_eq!(out.dead_letters[1].origin, 4);
-        assert!(
-            out.dead_letters[1].reason.contains("customer_id"),
-            "{}",
-            out.dead_letters[1].reason
-        );
+        assert!(out.dead_letters[1].reason.contains("customer_id"), "{}", out.dead_letters[1].reason);
         assert_eq!(out.batch.len(), 1);
         assert_eq!(out.batch.origins, vec![5]);
         assert_eq!(text(&out.batch, "email").value(0), "b@x");
@@ -1166,42 +993,15 @@ mod tests {
         let line = format!(
             r#"{{"schema":{schema},"payload":{{"before":null,"after":{{"amount":"/w==","price":"-12.5","at":1000}},"source":{{}},"op":"c"}}}}"#
         );
-        let decl = HashMap::from([(
-            "price".to_string(),
-            ColType::Decimal {
-                precision: 12,
-                scale: 2,
-            },
-        )]);
+        let decl = HashMap::from([("price".to_string(), ColType::Decimal { precision: 12, scale: 2 })]);
         let mut d = Decoder::new(decl, DecimalHandling::Precise);
         let out = d.decode(&raw(&[&line]));
         assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
         let b = out.batch;
         let amount = b.after.get("amount").unwrap();
-        assert_eq!(
-            amount.ty,
-            ColType::Decimal {
-                precision: 12,
-                scale: 2
-            }
-        );
-        assert_eq!(
-            amount
-                .array
-                .as_any()
-                .downcast_ref::<Decimal128Array>()
-                .unwrap()
-                .value(0),
-            -1
-        );
-        let price = b
-            .after
-            .get("price")
-            .unwrap()
-            .array
-            .as_any()
-            .downcast_ref::<Decimal128Array>()
-            .unwrap();
+        assert_eq!(amount.ty, ColType::Decimal { precision: 12, scale: 2 });
+        assert_eq!(amount.array.as_any().downcast_ref::<Decimal128Array>().unwrap().value(0), -1);
+        let price = b.after.get("price").unwrap().array.as_any().downcast_ref::<Decimal128Array>().unwrap();
         assert_eq!(price.value(0), -1250);
         assert_eq!(b.after.get("at").unwrap().ty, ColType::Timestamp);
     }
@@ -1224,11 +1024,7 @@ mod tests {
         let mut d = Decoder::new(declared(), DecimalHandling::Precise);
         let out = d.decode(&raw(&[line]));
         assert_eq!(out.dead_letters.len(), 1);
-        assert!(
-            out.dead_letters[0].reason.contains("decimal_handling"),
-            "{}",
-            out.dead_letters[0].reason
-        );
+        assert!(out.dead_letters[0].reason.contains("decimal_handling"), "{}", out.dead_letters[0].reason);
         let mut d = Decoder::new(declared(), DecimalHandling::String);
         assert!(d.decode(&raw(&[line])).dead_letters.is_empty());
     }

@@ -30,10 +30,7 @@ impl Encoder {
     }
 
     /// Columns of `batch` the table (whose types are `table`) does not have yet.
-    pub fn new_columns(
-        batch: &ChangeBatch,
-        table: &HashMap<String, ColType>,
-    ) -> Vec<(String, ColType)> {
+    pub fn new_columns(batch: &ChangeBatch, table: &HashMap<String, ColType>) -> Vec<(String, ColType)> {
         batch
             .after
             .0
@@ -51,30 +48,21 @@ impl Encoder {
         now_micros: i64,
     ) -> Result<RecordBatch, String> {
         let n = batch.len();
-        let strict = CastOptions {
-            safe: false,
-            ..Default::default()
-        };
+        let strict = CastOptions { safe: false, ..Default::default() };
         let columns = schema
             .fields()
             .iter()
             .map(|field| -> Result<ArrayRef, String> {
                 let name = field.name().as_str();
                 let array: ArrayRef = match name {
-                    "_ingestion_timestamp" => Arc::new(
-                        TimestampMicrosecondArray::from(vec![now_micros; n]).with_timezone(UTC),
-                    ),
-                    "_source_system" => Arc::new(StringArray::from(vec![SOURCE_SYSTEM; n])),
-                    "_cdc_operation" => Arc::new(
-                        batch
-                            .ops
-                            .iter()
-                            .map(|o| Some(o.cdc_operation()))
-                            .collect::<StringArray>(),
-                    ),
-                    "_pipeline_id" => {
-                        Arc::new(StringArray::from(vec![self.pipeline_id.as_str(); n]))
+                    "_ingestion_timestamp" => {
+                        Arc::new(TimestampMicrosecondArray::from(vec![now_micros; n]).with_timezone(UTC))
                     }
+                    "_source_system" => Arc::new(StringArray::from(vec![SOURCE_SYSTEM; n])),
+                    "_cdc_operation" => {
+                        Arc::new(batch.ops.iter().map(|o| Some(o.cdc_operation())).collect::<StringArray>())
+                    }
+                    "_pipeline_id" => Arc::new(StringArray::from(vec![self.pipeline_id.as_str(); n])),
                     _ => match batch.after.get(name) {
                         Some(c) => c.array.clone(),
                         None => new_null_array(field.data_type(), n),
@@ -84,10 +72,7 @@ impl Encoder {
                     Ok(array)
                 } else {
                     cast_with_options(&array, field.data_type(), &strict).map_err(|e| {
-                        format!(
-                            "column `{name}` cannot be stored as {}: {e}",
-                            field.data_type()
-                        )
+                        format!("column `{name}` cannot be stored as {}: {e}", field.data_type())
                     })
                 }
             })
@@ -103,10 +88,7 @@ impl Encoder {
             .filter_map(|name| rows.column_by_name(name))
             .map(|c| SortColumn {
                 values: c.clone(),
-                options: Some(SortOptions {
-                    descending: false,
-                    nulls_first: true,
-                }),
+                options: Some(SortOptions { descending: false, nulls_first: true }),
             })
             .collect();
         if keys.is_empty() || rows.num_rows() < 2 {
@@ -128,16 +110,7 @@ mod tests {
     fn adds_metadata_casts_and_sorts() {
         let mut b = ChangeBatch {
             ops: vec![Op::Update, Op::Read],
-            sources: vec![
-                SourceInfo {
-                    table: 0,
-                    lsn: None,
-                    txid: None,
-                    ts_ms: 0,
-                    snapshot: false
-                };
-                2
-            ],
+            sources: vec![SourceInfo { table: 0, lsn: None, txid: None, ts_ms: 0, snapshot: false }; 2],
             origins: vec![0, 1],
             ..Default::default()
         };
@@ -157,24 +130,12 @@ mod tests {
             Field::new("_cdc_operation", DataType::Utf8, true),
             Field::new("_source_system", DataType::Utf8, true),
             Field::new("_pipeline_id", DataType::Utf8, true),
-            Field::new(
-                "_ingestion_timestamp",
-                ColType::TimestampTz.arrow_type(),
-                true,
-            ),
+            Field::new("_ingestion_timestamp", ColType::TimestampTz.arrow_type(), true),
         ]));
         let table: HashMap<String, ColType> = [("customer_id".to_string(), ColType::Int64)].into();
-        assert_eq!(
-            Encoder::new_columns(&b, &table),
-            vec![("extra".to_string(), ColType::Text)]
-        );
-        let rows = Encoder::new("p1".into(), vec!["customer_id".into()])
-            .encode(&b, &schema, 7)
-            .unwrap();
-        assert_eq!(
-            rows.column(0).as_primitive::<Int64Type>().values().to_vec(),
-            vec![3, 9]
-        );
+        assert_eq!(Encoder::new_columns(&b, &table), vec![("extra".to_string(), ColType::Text)]);
+        let rows = Encoder::new("p1".into(), vec!["customer_id".into()]).encode(&b, &schema, 7).unwrap();
+        assert_eq!(rows.column(0).as_primitive::<Int64Type>().values().to_vec(), vec![3, 9]);
         assert!(rows.column(1).is_null(0));
         let ops = rows.column(2).as_string::<i32>();
         assert_eq!((ops.value(0), ops.value(1)), ("INSERT", "UPDATE"));

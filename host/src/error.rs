@@ -6,10 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config ({origin}): {message}")]
     Parse { origin: String, message: String },
     #[error("config key `{key}`: {message}")]
@@ -24,11 +21,7 @@ pub enum PluginError {
     )]
     MissingDir(PathBuf),
     #[error("plugin file {path} not found (chain entry `{plugin}`); available: {available}")]
-    MissingFile {
-        plugin: String,
-        path: PathBuf,
-        available: String,
-    },
+    MissingFile { plugin: String, path: PathBuf, available: String },
     #[error("{path} is not a valid WebAssembly component: {message}")]
     InvalidComponent { path: PathBuf, message: String },
     #[error(
@@ -41,6 +34,37 @@ pub enum PluginError {
     Description { plugin: String, message: String },
     #[error("plugin runtime: {0}")]
     Runtime(String),
+    #[error(
+        "plugin `{plugin}` was quarantined after {failures} consecutive failed batches and plugins.on_quarantine = \"stop\" (last failure: {reason}); pending rows were committed"
+    )]
+    Quarantined { plugin: String, failures: u32, reason: String },
+}
+
+/// A plugin chain change that was not applied (the running chain stays active), or hot reload could
+/// not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(
+        "cannot watch {path} for plugin changes (set plugins.watch = false to run without hot reload): {message}"
+    )]
+    Watch { path: PathBuf, message: String },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("chain entry `{plugin}`: {source}")]
+    Plugin { plugin: String, source: PluginError },
+    #[error(transparent)]
+    Chain(#[from] PluginError),
+}
+
+impl ReloadError {
+    /// The plugin (chain entry) the error is about, if it is about one.
+    pub fn plugin(&self) -> Option<&str> {
+        match self {
+            ReloadError::Plugin { plugin, .. } => Some(plugin),
+            ReloadError::Chain(PluginError::MissingFile { plugin, .. }) => Some(plugin),
+            _ => None,
+        }
+    }
 }
 
 /// An Iceberg catalog/table operation failed.
@@ -49,22 +73,17 @@ pub enum SinkError {
     #[error("cannot use warehouse {path}: {message}")]
     Warehouse { path: PathBuf, message: String },
     #[error("iceberg catalog: {context}: {source}")]
-    Catalog {
-        context: String,
-        source: Box<iceberg::Error>,
-    },
+    Catalog { context: String, source: Box<iceberg::Error> },
     #[error("writing data files for {table}: {source}")]
-    Write {
-        table: String,
-        source: Box<iceberg::Error>,
-    },
+    Write { table: String, source: Box<iceberg::Error> },
     #[error("commit to {table}: {source}")]
-    Commit {
-        table: String,
-        source: Box<iceberg::Error>,
-    },
+    Commit { table: String, source: Box<iceberg::Error> },
     #[error("batch does not fit table {table}: {message}")]
     Shape { table: String, message: String },
+    #[error(
+        "refusing to commit to {table}: another host already committed these records ({streams}); restart to resume from the table's positions"
+    )]
+    Fenced { table: String, streams: String },
 }
 
 impl SinkError {
@@ -81,7 +100,7 @@ impl SinkError {
                         iceberg::ErrorKind::CatalogCommitConflicts | iceberg::ErrorKind::Unexpected
                     )
             }
-            SinkError::Warehouse { .. } | SinkError::Shape { .. } => false,
+            SinkError::Warehouse { .. } | SinkError::Shape { .. } | SinkError::Fenced { .. } => false,
         }
     }
 }
@@ -97,6 +116,8 @@ pub enum PipelineError {
     Sink(#[from] SinkError),
     #[error("reading input: {0}")]
     Input(#[from] std::io::Error),
+    #[error("source: {0}")]
+    Source(String),
     #[error("{0}")]
     Internal(String),
 }

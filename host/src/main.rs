@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use cdc_host::config::Config;
+use cdc_host::error::ConfigError;
 use cdc_host::metrics::Metrics;
 use cdc_host::pipeline;
-use cdc_host::source::FileSource;
+use cdc_host::source::{FileSource, kafka};
+use cdc_host::transform::{Chain, Halt, Loader, ReloadOptions, Reloader};
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -28,13 +30,21 @@ struct Cli {
     run: RunArgs,
 }
 
+#[derive(Clone, Copy, Default, clap::ValueEnum)]
+enum KafkaMode {
+    #[default]
+    Streaming,
+    Batch,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Process input into the table (the default command).
     Run(RunArgs),
     /// Create the table (and its dead-letter table) from the configured definition, then exit.
     CreateTable,
-    /// Load the plugin chain and list it: identity, columns read, written and removed.
+    /// Load the plugin chain and list it: identity, content hash, compile cache, columns read, written
+    /// and removed.
     Plugins,
 }
 
@@ -73,9 +83,22 @@ struct Common {
 #[derive(Args, Clone, Default)]
 struct RunArgs {
     /// Debezium records, one JSON object per line (`-` for stdin). Processes the whole input, commits
-    /// and exits.
+    /// and exits. Without it the host consumes Kafka.
     #[arg(long)]
     input: Option<PathBuf>,
+    /// Kafka: `streaming` runs until SIGTERM/SIGINT; `batch` consumes up to the end offsets seen at
+    /// start, commits and exits 0.
+    #[arg(long, value_enum, default_value_t = KafkaMode::Streaming)]
+    mode: KafkaMode,
+    /// Kafka brokers, comma separated.
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+    bootstrap_servers: Option<String>,
+    /// Kafka topics, comma separated.
+    #[arg(long, env = "KAFKA_TOPIC")]
+    topic: Option<String>,
+    /// Kafka consumer group.
+    #[arg(long)]
+    group_id: Option<String>,
     /// Events per batch.
     #[arg(long)]
     batch_size: Option<usize>,
@@ -119,15 +142,23 @@ fn config(common: &Common, run: &RunArgs) -> Result<Config> {
     if let Some(v) = run.commit_rows {
         cfg.sink.commit_rows = v;
     }
+    let list = |v: &str| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    if let Some(v) = &run.bootstrap_servers {
+        cfg.kafka.bootstrap_servers = list(v);
+    }
+    if let Some(v) = &run.topic {
+        cfg.kafka.topics = list(v);
+    }
+    if let Some(v) = &run.group_id {
+        cfg.kafka.group_id = v.clone();
+    }
     cfg.validate()?;
     Ok(cfg)
 }
 
 fn init_logging(json: bool) {
     let filter = EnvFilter::try_from_env("CDC_HOST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -145,10 +176,7 @@ async fn main() -> Result<()> {
         Some(Command::CreateTable) => {
             let cfg = config(&cli.common, &cli.run)?;
             let (main, dlq) = pipeline::create_tables(&cfg).await?;
-            println!(
-                "{}",
-                serde_json::json!({ "table": main, "dead_letter_table": dlq })
-            );
+            println!("{}", serde_json::json!({ "table": main, "dead_letter_table": dlq }));
             Ok(())
         }
         Some(Command::Plugins) => {
@@ -157,16 +185,16 @@ async fn main() -> Result<()> {
             for (i, p) in chain.stages().iter().enumerate() {
                 let d = p.description();
                 let reads = d.reads.as_ref().map_or("*".to_string(), |r| r.join(", "));
-                let writes: Vec<String> = d
-                    .writes
-                    .iter()
-                    .map(|(n, t)| format!("{n}: {t:?}"))
-                    .collect();
+                let writes: Vec<String> = d.writes.iter().map(|(n, t)| format!("{n}: {t:?}")).collect();
+                let compiled = p.compiled().map_or(String::new(), |c| {
+                    format!("  sha256={}  cache={} ({} ms)", c.hash, c.cache, c.load_time.as_millis())
+                });
                 println!(
-                    "{}. {}  file={}  reads=[{}]{}  writes=[{}]  removes=[{}]",
+                    "{}. {}  file={}{}  reads=[{}]{}  writes=[{}]  removes=[{}]",
                     i + 1,
                     p.identity(),
                     p.origin(),
+                    compiled,
                     reads,
                     if d.reads_before { " +before" } else { "" },
                     writes.join(", "),
@@ -204,24 +232,31 @@ fn stop_on_signals(stop: Arc<AtomicBool>) -> Result<()> {
 
 async fn run(common: &Common, args: &RunArgs) -> Result<()> {
     let cfg = config(common, args)?;
-    let Some(input) = &args.input else {
-        bail!(
-            "no --input given: pass --input FILE (or `-` for stdin) with Debezium records, one per line"
-        );
-    };
     let metrics = Metrics::new();
     if let Some(addr) = args.metrics_addr {
-        metrics
-            .clone()
-            .serve(addr)
-            .await
-            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        metrics.clone().serve(addr).await.with_context(|| format!("cannot serve metrics on {addr}"))?;
     }
-    let source = FileSource::open(input)?;
-    let chain = pipeline::load_chain(&cfg)?;
-    let options = pipeline::RunOptions::default();
+    let mut options = pipeline::RunOptions::default();
+    let halt = Halt::new(options.stop.clone());
+    let chain = plugin_chain(&cfg, common, args, &metrics, &halt, &mut options)?;
     stop_on_signals(options.stop.clone())?;
-    let summary = pipeline::run(&cfg, source, chain, &metrics, options).await?;
+    let summary = match &args.input {
+        Some(input) => pipeline::run(&cfg, FileSource::open(input)?, chain, &metrics, options).await?,
+        None => {
+            let mode = match args.mode {
+                KafkaMode::Streaming => kafka::Mode::Streaming,
+                KafkaMode::Batch => kafka::Mode::Batch,
+            };
+            tracing::info!(
+                brokers = %cfg.kafka.bootstrap_servers.join(","),
+                topics = %cfg.kafka.topics.join(","),
+                group = %cfg.kafka.group_id,
+                "consuming Kafka"
+            );
+            let source = kafka::KafkaSource::new(cfg.kafka.clone(), mode, metrics.clone())?;
+            pipeline::run(&cfg, source, chain, &metrics, options).await?
+        }
+    };
     tracing::info!(
         records = summary.records,
         rows = summary.rows_committed,
@@ -230,5 +265,40 @@ async fn run(common: &Common, args: &RunArgs) -> Result<()> {
         "done"
     );
     println!("{}", serde_json::to_string_pretty(&summary)?);
+    if let Some(quarantined) = halt.take_reason() {
+        return Err(quarantined.into());
+    }
     Ok(())
+}
+
+/// The chain to start with; with `plugins.watch`, also the hot reloader that replaces it while running
+/// (it watches the plugins directory and the `--config` file, re-read with the same overrides).
+fn plugin_chain(
+    cfg: &Config,
+    common: &Common,
+    args: &RunArgs,
+    metrics: &Metrics,
+    halt: &Halt,
+    options: &mut pipeline::RunOptions,
+) -> Result<Chain> {
+    if !cfg.plugins.watch {
+        return Ok(Loader::new(cfg, Some(metrics.clone()), halt.clone())?.load(cfg)?);
+    }
+    let config_file = common.config.clone();
+    let (common, args) = (common.clone(), args.clone());
+    let reread = move || {
+        config(&common, &args).map_err(|e| match e.downcast::<ConfigError>() {
+            Ok(e) => e,
+            Err(e) => ConfigError::Parse { origin: "config".into(), message: format!("{e:#}") },
+        })
+    };
+    let (chain, reloader) = Reloader::start(ReloadOptions {
+        config: cfg.clone(),
+        config_file,
+        reread: Some(Box::new(reread)),
+        metrics: metrics.clone(),
+        halt: halt.clone(),
+    })?;
+    options.updates = Some(Box::new(reloader));
+    Ok(chain)
 }

@@ -16,18 +16,18 @@ use iceberg_catalog_sql::SqlCatalog;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::change::{ChangeBatch, DeadLetter, RawBatch};
-use crate::config::Config;
+use crate::change::{ChangeBatch, DeadLetter, Op, RawBatch};
+use crate::config::{Config, FilterConfig};
 use crate::decode::{DecodeStats, Decoder};
 use crate::encode::Encoder;
 use crate::error::PipelineError;
 use crate::metrics::Metrics;
 use crate::schema::{ColType, parse_transform, parse_type};
-use crate::sink::commit::{CommitMode, CommitRequest, commit};
+use crate::sink::commit::{CommitMode, CommitRequest, commit, committed_positions};
 use crate::sink::table::{METADATA_COLUMNS, TableSpec};
 use crate::sink::writer::TableWriter;
 use crate::sink::{catalog, compression_property, dead_letter, parquet_properties, table};
-use crate::source::{FileSource, Source};
+use crate::source::{FileSource, PipelineHandle, Source};
 use crate::transform::chain::{self, ChainStats, ChainUpdates, resolve_entries};
 use crate::transform::{Chain, Runtime};
 
@@ -47,6 +47,8 @@ pub struct Summary {
     pub tombstones: u64,
     pub truncates: u64,
     pub toast_placeholders: u64,
+    /// Events left out by `[filter]`.
+    pub filtered: u64,
     pub commits: u64,
     pub data_files: u64,
     pub seconds: f64,
@@ -65,12 +67,7 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 pub fn load_chain(cfg: &Config) -> Result<Chain, PipelineError> {
     let runtime = Runtime::new(cfg.plugins.cache_dir.clone().or_else(default_cache_dir))?;
     let entries = resolve_entries(&cfg.plugins.dir, &cfg.chain)?;
-    let chain = Chain::load(
-        &runtime,
-        &cfg.plugins.dir,
-        &entries,
-        chain::limits(&cfg.plugins),
-    )?;
+    let chain = Chain::load(&runtime, &cfg.plugins.dir, &entries, chain::limits(&cfg.plugins))?;
     for s in chain.stages() {
         tracing::info!(plugin = %s.identity(), file = %s.origin(), "loaded plugin");
     }
@@ -87,10 +84,8 @@ pub fn table_spec(cfg: &Config, chain: Option<&Chain>) -> Result<TableSpec, Pipe
         properties: cfg.table.properties.clone().into_iter().collect(),
     };
     for c in &cfg.table.columns {
-        let ty = parse_type(&c.ty).map_err(|m| crate::error::ConfigError::Invalid {
-            key: "table.columns".into(),
-            message: m,
-        })?;
+        let ty = parse_type(&c.ty)
+            .map_err(|m| crate::error::ConfigError::Invalid { key: "table.columns".into(), message: m })?;
         spec.push_column(&c.name, ty, c.doc.clone());
     }
     if let Some(chain) = chain {
@@ -102,10 +97,8 @@ pub fn table_spec(cfg: &Config, chain: Option<&Chain>) -> Result<TableSpec, Pipe
         spec.push_column(name, ty, None);
     }
     for p in &cfg.table.partition {
-        let t = parse_transform(&p.transform).map_err(|m| crate::error::ConfigError::Invalid {
-            key: "table.partition".into(),
-            message: m,
-        })?;
+        let t = parse_transform(&p.transform)
+            .map_err(|m| crate::error::ConfigError::Invalid { key: "table.partition".into(), message: m })?;
         spec.partition.push((p.column.clone(), t));
     }
     let (k, v) = compression_property(&cfg.sink);
@@ -134,8 +127,17 @@ struct Work {
     dead: Vec<DeadLetter>,
     decode: DecodeStats,
     chain: ChainStats,
+    filtered: u64,
     /// Identity of the chain that processed this batch.
     chain_id: Arc<str>,
+}
+
+/// Messages from the worker thread to the writer.
+enum Msg {
+    Work(Box<Work>),
+    /// Commit everything received so far, then answer.
+    Flush(std::sync::mpsc::Sender<Result<(), String>>),
+    Failed(PipelineError),
 }
 
 fn now_micros() -> i64 {
@@ -149,22 +151,88 @@ pub struct RunOptions {
     pub updates: Option<Box<dyn ChainUpdates>>,
     /// Set to stop reading: the batch in flight finishes, everything pending is committed.
     pub stop: Arc<AtomicBool>,
-    /// Commit pending rows at least this often (sources that can pause, such as Kafka).
-    pub commit_interval: Option<Duration>,
+}
+
+/// Leaves out events of other tables or operations (`[filter]`).
+struct EventFilter {
+    tables: Vec<(String, String)>,
+    ops: Vec<Op>,
+}
+
+impl EventFilter {
+    fn new(cfg: &FilterConfig) -> Self {
+        Self {
+            tables: cfg
+                .tables
+                .iter()
+                .filter_map(|t| t.split_once('.').map(|(s, t)| (s.to_string(), t.to_string())))
+                .collect(),
+            ops: cfg.operations.iter().filter_map(|o| Op::from_debezium(o)).collect(),
+        }
+    }
+
+    /// Removes unwanted events; returns how many.
+    fn apply(&self, batch: &mut ChangeBatch) -> Result<u64, PipelineError> {
+        if self.tables.is_empty() && self.ops.is_empty() {
+            return Ok(0);
+        }
+        let table_ok: Vec<bool> = batch
+            .tables
+            .iter()
+            .map(|t| {
+                self.tables.is_empty() || self.tables.iter().any(|(s, n)| *s == t.schema && *n == t.table)
+            })
+            .collect();
+        let keep: Vec<bool> = batch
+            .ops
+            .iter()
+            .zip(&batch.sources)
+            .map(|(op, src)| table_ok[src.table as usize] && (self.ops.is_empty() || self.ops.contains(op)))
+            .collect();
+        let dropped = keep.iter().filter(|k| !**k).count() as u64;
+        batch.retain(&keep).map_err(|e| PipelineError::Internal(format!("filtering a batch: {e}")))?;
+        Ok(dropped)
+    }
+}
+
+/// What a source can ask of the running pipeline.
+struct Handle {
+    /// Weak, so the writer sees the end of input when the worker drops its sender.
+    tx: mpsc::WeakSender<Msg>,
+    runtime: tokio::runtime::Handle,
+    cfg: Config,
+}
+
+impl PipelineHandle for Handle {
+    fn flush(&self) -> Result<(), String> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        let tx = self.tx.upgrade().ok_or_else(|| "the pipeline has stopped".to_string())?;
+        tx.blocking_send(Msg::Flush(reply)).map_err(|_| "the pipeline has stopped".to_string())?;
+        drop(tx);
+        answer.recv().map_err(|_| "the pipeline has stopped".to_string())?
+    }
+
+    fn table_positions(&self) -> Result<BTreeMap<String, i64>, String> {
+        self.runtime.block_on(async {
+            let catalog = catalog::open(&self.cfg).await.map_err(|e| e.to_string())?;
+            let ident =
+                table::ident(&self.cfg.table.namespace, &self.cfg.table.name).map_err(|e| e.to_string())?;
+            let t = catalog.load_table(&ident).await.map_err(|e| format!("loading {ident}: {e}"))?;
+            Ok(committed_positions(&t, &self.cfg.pipeline_id))
+        })
+    }
 }
 
 /// Runs the whole input through the configured chain into the table (batch mode).
-pub async fn run_file(
-    cfg: &Config,
-    source: FileSource,
-    metrics: &Metrics,
-) -> Result<Summary, PipelineError> {
+pub async fn run_file(cfg: &Config, source: FileSource, metrics: &Metrics) -> Result<Summary, PipelineError> {
     let chain = load_chain(cfg)?;
     run(cfg, source, chain, metrics, RunOptions::default()).await
 }
 
-/// Runs `source` through `chain` into the table until the source ends or `options.stop` is set,
-/// committing every `sink.commit_rows` rows, at every chain change, and at the end.
+/// Runs `source` through `chain` into the table until the source ends or `options.stop` is set.
+/// Commits when `sink.commit_rows` rows or `sink.commit_bytes` input bytes are pending, every
+/// `sink.processing_interval_seconds`, at every chain change, when the source asks (before Kafka
+/// partitions move), and at the end.
 pub async fn run<S: Source + 'static>(
     cfg: &Config,
     source: S,
@@ -177,15 +245,16 @@ pub async fn run<S: Source + 'static>(
     let (table, dlq) = prepare_tables(cfg, &catalog, Some(&chain)).await?;
     let chain_id: Arc<str> = Arc::from(chain.identity());
     let removed = chain.removed_columns();
-    let declared: HashMap<String, ColType> = table::column_types(&table)
-        .into_iter()
-        .filter(|(n, _)| !removed.contains(n))
-        .collect();
+    let declared: HashMap<String, ColType> =
+        table::column_types(&table).into_iter().filter(|(n, _)| !removed.contains(n)).collect();
 
-    let (tx, mut rx) = mpsc::channel::<Result<Work, PipelineError>>(2);
+    let (tx, mut rx) = mpsc::channel::<Msg>(2);
     let (committed_tx, committed_rx) = std::sync::mpsc::channel::<BTreeMap<String, i64>>();
+    let handle: Arc<dyn PipelineHandle> =
+        Arc::new(Handle { tx: tx.downgrade(), runtime: tokio::runtime::Handle::current(), cfg: cfg.clone() });
     let batch_size = cfg.sink.batch_size;
     let decimal = cfg.decode.decimal_handling;
+    let filter = EventFilter::new(&cfg.filter);
     let source_name = source.name().to_string();
     let stop = options.stop.clone();
     let mut updates = options.updates;
@@ -196,38 +265,57 @@ pub async fn run<S: Source + 'static>(
             let mut chain = chain;
             let mut chain_id: Arc<str> = Arc::from(chain.identity());
             let mut decoder = Decoder::new(declared, decimal);
-            while !stop.load(Ordering::Relaxed) {
-                while let Ok(positions) = committed_rx.try_recv() {
-                    source.committed(&positions);
-                }
-                if let Some(next) = updates.as_mut().and_then(|u| u.poll()) {
-                    chain = next;
-                    chain_id = Arc::from(chain.identity());
-                }
-                let mut raw = RawBatch::default();
-                match source.next_batch(&mut raw, batch_size) {
-                    Ok(false) => break,
-                    Ok(true) if raw.is_empty() => continue,
-                    Ok(true) => {}
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
+            let fail = |e| {
+                let _ = tx.blocking_send(Msg::Failed(e));
+            };
+            if let Err(e) = source.start(handle) {
+                fail(e);
+            } else {
+                while !stop.load(Ordering::Relaxed) {
+                    while let Ok(positions) = committed_rx.try_recv() {
+                        source.committed(&positions);
+                    }
+                    if let Some(next) = updates.as_mut().and_then(|u| u.poll()) {
+                        chain = next;
+                    }
+                    // A swap or a quarantine: the rows from here on record the chain that made them.
+                    let identity = chain.identity();
+                    if *chain_id != *identity {
+                        chain_id = Arc::from(identity);
+                    }
+                    let mut raw = RawBatch::default();
+                    match source.next_batch(&mut raw, batch_size) {
+                        Ok(false) => break,
+                        Ok(true) if raw.is_empty() => continue,
+                        Ok(true) => {}
+                        Err(e) => {
+                            fail(e);
+                            break;
+                        }
+                    }
+                    let decoded = decoder.decode(&raw);
+                    let mut dead = decoded.dead_letters;
+                    let mut batch = decoded.batch;
+                    let filtered = match filter.apply(&mut batch) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            fail(e);
+                            break;
+                        }
+                    };
+                    let chain_stats = chain.apply(&mut batch, &mut dead);
+                    let work = Work {
+                        raw,
+                        batch,
+                        dead,
+                        decode: decoded.stats,
+                        chain: chain_stats,
+                        filtered,
+                        chain_id: chain_id.clone(),
+                    };
+                    if tx.blocking_send(Msg::Work(Box::new(work))).is_err() {
                         break;
                     }
-                }
-                let decoded = decoder.decode(&raw);
-                let mut dead = decoded.dead_letters;
-                let mut batch = decoded.batch;
-                let chain_stats = chain.apply(&mut batch, &mut dead);
-                let work = Work {
-                    raw,
-                    batch,
-                    dead,
-                    decode: decoded.stats,
-                    chain: chain_stats,
-                    chain_id: chain_id.clone(),
-                };
-                if tx.blocking_send(Ok(work)).is_err() {
-                    break;
                 }
             }
             // Acknowledge what the last commits made durable before the source goes away.
@@ -238,21 +326,10 @@ pub async fn run<S: Source + 'static>(
         })
         .map_err(|e| PipelineError::Internal(format!("cannot start the worker thread: {e}")))?;
 
-    let mut sink = Sink::new(
-        cfg,
-        catalog,
-        table,
-        dlq,
-        chain_id.clone(),
-        metrics.clone(),
-        committed_tx,
-    )
-    .await?;
+    let mut sink =
+        Sink::new(cfg, catalog, table, dlq, chain_id.clone(), metrics.clone(), committed_tx).await?;
     let mut summary = Summary {
-        table: format!(
-            "{}.{}.{}",
-            cfg.catalog.name, cfg.table.namespace, cfg.table.name
-        ),
+        table: format!("{}.{}.{}", cfg.catalog.name, cfg.table.namespace, cfg.table.name),
         dead_letter_table: format!(
             "{}.{}.{}",
             cfg.catalog.name,
@@ -262,43 +339,39 @@ pub async fn run<S: Source + 'static>(
         chain: chain_id.to_string(),
         ..Default::default()
     };
-    let interval = options.commit_interval.unwrap_or(Duration::from_secs(3600));
-    let mut last_commit = Instant::now();
+    let interval = Duration::from_secs(cfg.sink.processing_interval_seconds);
     let mut last_report = Instant::now();
     let mut failure = None;
     loop {
-        let wait = interval.saturating_sub(last_commit.elapsed());
-        let work = match tokio::time::timeout(wait, rx.recv()).await {
-            Err(_) => {
-                // Interval elapsed with no new batch: commit what is pending.
-                if let Err(e) = sink.flush().await {
-                    failure = Some(e);
-                    break;
-                }
-                last_commit = Instant::now();
-                continue;
-            }
+        let wait = interval.saturating_sub(sink.last_commit.elapsed()).max(Duration::from_millis(10));
+        let msg = match tokio::time::timeout(wait, rx.recv()).await {
+            Err(_) => None,
             Ok(None) => break,
-            Ok(Some(Err(e))) => {
+            Ok(Some(m)) => Some(m),
+        };
+        let result = match msg {
+            None => Ok(()),
+            Some(Msg::Failed(e)) => {
                 failure = Some(e);
                 break;
             }
-            Ok(Some(Ok(w))) => w,
+            Some(Msg::Flush(reply)) => {
+                let r = sink.flush().await;
+                let _ = reply.send(r.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+                r
+            }
+            Some(Msg::Work(work)) => {
+                record_stats(&mut summary, metrics, &work);
+                sink.accept(*work).await
+            }
         };
-        record_stats(&mut summary, metrics, &work);
-        let commits = sink.commits;
-        if let Err(e) = sink.accept(work).await {
+        let result = match result {
+            Ok(()) if sink.due(interval) => sink.flush().await,
+            other => other,
+        };
+        if let Err(e) = result {
             failure = Some(e);
             break;
-        }
-        if last_commit.elapsed() >= interval {
-            if let Err(e) = sink.flush().await {
-                failure = Some(e);
-                break;
-            }
-        }
-        if sink.commits != commits {
-            last_commit = Instant::now();
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
             last_report = Instant::now();
@@ -339,6 +412,7 @@ fn record_stats(s: &mut Summary, m: &Metrics, w: &Work) {
     s.tombstones += d.tombstones;
     s.truncates += d.truncates;
     s.toast_placeholders += d.toast_placeholders;
+    s.filtered += w.filtered;
     s.dropped += c.dropped;
     s.rejected += c.rejected;
     s.plugin_failures += c.plugin_failures;
@@ -347,16 +421,14 @@ fn record_stats(s: &mut Summary, m: &Metrics, w: &Work) {
     m.tombstones.inc_by(d.tombstones);
     m.truncates.inc_by(d.truncates);
     m.toast_placeholders.inc_by(d.toast_placeholders);
+    m.filtered.inc_by(w.filtered);
     m.dropped.inc_by(c.dropped);
     m.batches.inc();
-    for dl in &w.dead {
-        if let Some(p) = &dl.plugin
-            && c.plugin_failures > 0
-            && dl.reason.starts_with("plugin ")
-        {
-            m.plugin_failures.with_label_values(&[p]).inc();
-            break;
-        }
+    if c.plugin_failures > 0
+        && let Some(p) =
+            w.dead.iter().find_map(|d| (d.stage == "transform").then_some(d.plugin.as_deref()).flatten())
+    {
+        m.plugin_failures.with_label_values(&[p]).inc_by(c.plugin_failures);
     }
 }
 
@@ -373,12 +445,18 @@ struct Sink {
     pipeline_id: String,
     /// The chain that produced the pending rows.
     chain_id: Arc<str>,
-    positions: BTreeMap<String, i64>,
+    /// Per stream: (first offset, next offset) of the records handled since the last commit.
+    pending: BTreeMap<String, (i64, i64)>,
+    pending_bytes: usize,
+    /// Newest source commit time (ms) among pending events.
+    pending_ts_ms: i64,
     /// Tells the source which positions the table now holds.
     committed: std::sync::mpsc::Sender<BTreeMap<String, i64>>,
     props: parquet::file::properties::WriterProperties,
     target_file_size: usize,
     commit_rows: usize,
+    commit_bytes: usize,
+    last_commit: Instant,
     metrics: Metrics,
     ignored_columns: Vec<String>,
     rows_committed: u64,
@@ -397,11 +475,8 @@ impl Sink {
         metrics: Metrics,
         committed: std::sync::mpsc::Sender<BTreeMap<String, i64>>,
     ) -> Result<Self, PipelineError> {
-        let props =
-            parquet_properties(&cfg.sink).map_err(|m| crate::error::ConfigError::Invalid {
-                key: "sink.compression".into(),
-                message: m,
-            })?;
+        let props = parquet_properties(&cfg.sink)
+            .map_err(|m| crate::error::ConfigError::Invalid { key: "sink.compression".into(), message: m })?;
         Ok(Self {
             table_types: table::column_types(&table),
             catalog,
@@ -413,11 +488,15 @@ impl Sink {
             evolve: cfg.table.evolve_schema,
             pipeline_id: cfg.pipeline_id.clone(),
             chain_id,
-            positions: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            pending_bytes: 0,
+            pending_ts_ms: 0,
             committed,
             props,
             target_file_size: cfg.sink.target_file_size_bytes,
             commit_rows: cfg.sink.commit_rows,
+            commit_bytes: cfg.sink.commit_bytes,
+            last_commit: Instant::now(),
             metrics,
             ignored_columns: Vec::new(),
             rows_committed: 0,
@@ -431,14 +510,16 @@ impl Sink {
         self.writer.as_ref().map_or(0, TableWriter::rows)
     }
 
+    /// Whether a commit trigger has fired.
+    fn due(&self, interval: Duration) -> bool {
+        !self.pending.is_empty()
+            && (self.pending_rows() >= self.commit_rows
+                || self.pending_bytes >= self.commit_bytes
+                || self.last_commit.elapsed() >= interval)
+    }
+
     async fn accept(&mut self, work: Work) -> Result<(), PipelineError> {
-        let Work {
-            raw,
-            batch,
-            mut dead,
-            chain_id,
-            ..
-        } = work;
+        let Work { raw, batch, mut dead, chain_id, .. } = work;
         if chain_id != self.chain_id {
             // Every commit holds rows of one chain: its snapshot summary names it.
             self.flush().await?;
@@ -464,16 +545,11 @@ impl Sink {
                 }
             }
             if self.writer.is_none() {
-                self.writer = Some(
-                    TableWriter::new(&self.table, self.props.clone(), self.target_file_size)
-                        .await?,
-                );
+                self.writer =
+                    Some(TableWriter::new(&self.table, self.props.clone(), self.target_file_size).await?);
             }
             let writer = self.writer.as_mut().expect("writer");
-            match self
-                .encoder
-                .encode(&batch, writer.arrow_schema(), now_micros())
-            {
+            match self.encoder.encode(&batch, writer.arrow_schema(), now_micros()) {
                 Ok(rows) => writer.write(rows).await?,
                 Err(reason) => {
                     tracing::error!(events = batch.len(), error = %reason, "batch does not fit the table; sent to the dead-letter table");
@@ -485,82 +561,87 @@ impl Sink {
                     }));
                 }
             }
+            let newest = batch.sources.iter().map(|s| s.ts_ms).max().unwrap_or(0);
+            self.pending_ts_ms = self.pending_ts_ms.max(newest);
             self.metrics.pending_rows.set(self.pending_rows() as i64);
         }
         if !dead.is_empty() {
             if self.dlq_writer.is_none() {
-                self.dlq_writer = Some(
-                    TableWriter::new(&self.dlq, self.props.clone(), self.target_file_size).await?,
-                );
+                self.dlq_writer =
+                    Some(TableWriter::new(&self.dlq, self.props.clone(), self.target_file_size).await?);
             }
             let w = self.dlq_writer.as_mut().expect("dlq writer");
-            let rows = dead_letter::to_batch(
-                w.arrow_schema(),
-                &dead,
-                &raw,
-                &self.pipeline_id,
-                now_micros(),
-            )?;
+            let rows = dead_letter::to_batch(w.arrow_schema(), &dead, &raw, &self.pipeline_id, now_micros())?;
             w.write(rows).await?;
             for d in &dead {
-                self.metrics
-                    .dead_letters
-                    .with_label_values(&[d.stage])
-                    .inc();
+                self.metrics.dead_letters.with_label_values(&[d.stage]).inc();
             }
             self.dead_letters += dead.len() as u64;
         }
         for i in 0..raw.len() {
-            let stream = raw.streams[raw.stream[i] as usize].to_string();
-            let next = raw.offsets[i] + 1;
-            let e = self.positions.entry(stream).or_insert(next);
-            *e = (*e).max(next);
+            let offset = raw.offsets[i];
+            let e = self
+                .pending
+                .entry(raw.streams[raw.stream[i] as usize].to_string())
+                .or_insert((offset, offset));
+            e.0 = e.0.min(offset);
+            e.1 = e.1.max(offset + 1);
         }
-        if self.pending_rows() >= self.commit_rows {
-            self.flush().await?;
-        }
+        self.pending_bytes += raw.buf.len();
         Ok(())
     }
 
-    /// Closes open files and commits them: dead letters first, then the main table with positions.
+    /// Closes open files and commits them: dead letters first, then the main table with the
+    /// positions the commit reaches (a positions-only snapshot when no row survived).
     async fn flush(&mut self) -> Result<(), PipelineError> {
+        let req = |files, positions, starts| CommitRequest {
+            data_files: files,
+            pipeline_id: self.pipeline_id.clone(),
+            chain: self.chain_id.to_string(),
+            positions,
+            starts,
+        };
         if let Some(w) = self.dlq_writer.take() {
             let files = w.close().await?;
             if !files.is_empty() {
-                let req = CommitRequest {
-                    data_files: files,
-                    pipeline_id: self.pipeline_id.clone(),
-                    chain: self.chain_id.to_string(),
-                    positions: BTreeMap::new(),
-                };
-                self.dlq = commit(&self.catalog, self.dlq.clone(), CommitMode::Append, req).await?;
+                let r = req(files, BTreeMap::new(), BTreeMap::new());
+                self.dlq = commit(&self.catalog, self.dlq.clone(), CommitMode::Append, r).await?;
             }
         }
-        if let Some(w) = self.writer.take() {
-            let rows = w.rows() as u64;
-            let files = w.close().await?;
-            if !files.is_empty() {
-                let n = files.len() as u64;
-                let req = CommitRequest {
-                    data_files: files,
-                    pipeline_id: self.pipeline_id.clone(),
-                    chain: self.chain_id.to_string(),
-                    positions: self.positions.clone(),
-                };
-                self.table =
-                    commit(&self.catalog, self.table.clone(), CommitMode::Append, req).await?;
-                self.rows_committed += rows;
-                self.commits += 1;
-                self.data_files += n;
-                self.metrics.rows_written.inc_by(rows);
-                self.metrics.commits.inc();
-                self.metrics.data_files.inc_by(n);
-                self.metrics.pending_rows.set(0);
-                tracing::info!(rows, files = n, "committed");
-                // Only now may the source acknowledge these positions (e.g. commit Kafka offsets).
-                let _ = self.committed.send(self.positions.clone());
-            }
+        let (rows, files) = match self.writer.take() {
+            Some(w) => (w.rows() as u64, w.close().await?),
+            None => (0, Vec::new()),
+        };
+        self.last_commit = Instant::now();
+        if files.is_empty() && self.pending.is_empty() {
+            return Ok(());
         }
+        let positions: BTreeMap<String, i64> =
+            self.pending.iter().map(|(s, (_, next))| (s.clone(), *next)).collect();
+        let starts: BTreeMap<String, i64> =
+            self.pending.iter().map(|(s, (first, _))| (s.clone(), *first)).collect();
+        let n = files.len() as u64;
+        let r = req(files, positions.clone(), starts);
+        self.table = commit(&self.catalog, self.table.clone(), CommitMode::Append, r).await?;
+        self.rows_committed += rows;
+        self.commits += 1;
+        self.data_files += n;
+        self.metrics.rows_written.inc_by(rows);
+        self.metrics.commits.inc();
+        self.metrics.data_files.inc_by(n);
+        self.metrics.pending_rows.set(0);
+        if self.pending_ts_ms > 0 {
+            let lag = (chrono::Utc::now().timestamp_millis() - self.pending_ts_ms) as f64 / 1000.0;
+            self.metrics.pipeline_lag_seconds.set(lag);
+            tracing::info!(rows, files = n, pipeline_lag_seconds = lag, "committed");
+        } else {
+            tracing::info!(rows, files = n, "committed");
+        }
+        self.pending.clear();
+        self.pending_bytes = 0;
+        self.pending_ts_ms = 0;
+        // Only now may the source acknowledge these positions (e.g. commit Kafka offsets).
+        let _ = self.committed.send(positions);
         Ok(())
     }
 }

@@ -40,9 +40,7 @@ impl ColType {
             ColType::Decimal { precision, scale } => DataType::Decimal128(precision, scale as i8),
             ColType::Date => DataType::Date32,
             ColType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
-            ColType::TimestampTz => {
-                DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from(UTC)))
-            }
+            ColType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from(UTC))),
         }
     }
 
@@ -55,10 +53,9 @@ impl ColType {
             ColType::Float64 => PrimitiveType::Double,
             ColType::Text | ColType::Json => PrimitiveType::String,
             ColType::Bytes => PrimitiveType::Binary,
-            ColType::Decimal { precision, scale } => PrimitiveType::Decimal {
-                precision: precision as u32,
-                scale: scale as u32,
-            },
+            ColType::Decimal { precision, scale } => {
+                PrimitiveType::Decimal { precision: precision as u32, scale: scale as u32 }
+            }
             ColType::Date => PrimitiveType::Date,
             ColType::Timestamp => PrimitiveType::Timestamp,
             ColType::TimestampTz => PrimitiveType::Timestamptz,
@@ -75,10 +72,9 @@ impl ColType {
             PrimitiveType::Float | PrimitiveType::Double => ColType::Float64,
             PrimitiveType::String => ColType::Text,
             PrimitiveType::Binary | PrimitiveType::Fixed(_) => ColType::Bytes,
-            PrimitiveType::Decimal { precision, scale } => ColType::Decimal {
-                precision: *precision as u8,
-                scale: *scale as u8,
-            },
+            PrimitiveType::Decimal { precision, scale } => {
+                ColType::Decimal { precision: *precision as u8, scale: *scale as u8 }
+            }
             PrimitiveType::Date => ColType::Date,
             PrimitiveType::Timestamp | PrimitiveType::TimestampNs => ColType::Timestamp,
             PrimitiveType::Timestamptz | PrimitiveType::TimestamptzNs => ColType::TimestampTz,
@@ -106,18 +102,11 @@ pub fn parse_type(s: &str) -> Result<ColType, String> {
                 .strip_prefix("decimal(")
                 .and_then(|r| r.strip_suffix(')'))
                 .ok_or_else(|| format!("unknown type `{s}` (expected boolean, int, long, double, string, binary, date, timestamp, timestamptz, json or decimal(P,S))"))?;
-            let (p, sc) = inner
-                .split_once(',')
-                .ok_or_else(|| format!("`{s}`: write decimal(P,S)"))?;
-            let precision: u8 = p
-                .trim()
-                .parse()
-                .map_err(|_| format!("`{s}`: bad precision"))?;
+            let (p, sc) = inner.split_once(',').ok_or_else(|| format!("`{s}`: write decimal(P,S)"))?;
+            let precision: u8 = p.trim().parse().map_err(|_| format!("`{s}`: bad precision"))?;
             let scale: u8 = sc.trim().parse().map_err(|_| format!("`{s}`: bad scale"))?;
             if precision == 0 || precision > MAX_DECIMAL_PRECISION || scale > precision {
-                return Err(format!(
-                    "`{s}`: precision must be 1..=38 and scale at most the precision"
-                ));
+                return Err(format!("`{s}`: precision must be 1..=38 and scale at most the precision"));
             }
             ColType::Decimal { precision, scale }
         }
@@ -126,9 +115,7 @@ pub fn parse_type(s: &str) -> Result<ColType, String> {
 
 /// Parses a partition transform name from the config.
 pub fn parse_transform(s: &str) -> Result<Transform, String> {
-    s.trim()
-        .parse::<Transform>()
-        .map_err(|e| format!("unknown partition transform `{s}`: {e}"))
+    s.trim().parse::<Transform>().map_err(|e| format!("unknown partition transform `{s}`: {e}"))
 }
 
 #[cfg(test)]
@@ -137,13 +124,7 @@ mod tests {
 
     #[test]
     fn parses_types() {
-        assert_eq!(
-            parse_type("decimal(12, 2)").unwrap(),
-            ColType::Decimal {
-                precision: 12,
-                scale: 2
-            }
-        );
+        assert_eq!(parse_type("decimal(12, 2)").unwrap(), ColType::Decimal { precision: 12, scale: 2 });
         assert_eq!(parse_type("LONG").unwrap(), ColType::Int64);
         assert!(parse_type("decimal(40,2)").is_err());
         assert!(parse_type("varchar").unwrap_err().contains("unknown type"));
@@ -161,10 +142,7 @@ mod tests {
             ColType::Float64,
             ColType::Text,
             ColType::Bytes,
-            ColType::Decimal {
-                precision: 12,
-                scale: 2,
-            },
+            ColType::Decimal { precision: 12, scale: 2 },
             ColType::Date,
             ColType::Timestamp,
             ColType::TimestampTz,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use iceberg::io::LocalFsStorageFactory;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent};
 use iceberg_catalog_sql::{
-    SQL_CATALOG_PROP_BIND_STYLE, SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlBindStyle,
-    SqlCatalog, SqlCatalogBuilder,
+    SQL_CATALOG_PROP_BIND_STYLE, SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlBindStyle, SqlCatalog,
+    SqlCatalogBuilder,
 };
 
 use crate::config::Config;
@@ -17,24 +17,15 @@ use crate::error::SinkError;
 /// Opens the catalog named in the config, creating the warehouse directory if needed.
 pub async fn open(cfg: &Config) -> Result<SqlCatalog, SinkError> {
     let dir = &cfg.catalog.warehouse;
-    let warehouse_err = |message: String| SinkError::Warehouse {
-        path: dir.to_path_buf(),
-        message,
-    };
+    let warehouse_err = |message: String| SinkError::Warehouse { path: dir.to_path_buf(), message };
     std::fs::create_dir_all(dir).map_err(|e| warehouse_err(format!("cannot create it: {e}")))?;
     let abs = std::fs::canonicalize(dir).map_err(|e| warehouse_err(e.to_string()))?;
     check_writable(&abs).map_err(warehouse_err)?;
     let uri = cfg.catalog_uri();
     let props = HashMap::from([
         (SQL_CATALOG_PROP_URI.to_string(), uri.clone()),
-        (
-            SQL_CATALOG_PROP_WAREHOUSE.to_string(),
-            format!("file://{}", abs.display()),
-        ),
-        (
-            SQL_CATALOG_PROP_BIND_STYLE.to_string(),
-            SqlBindStyle::QMark.to_string(),
-        ),
+        (SQL_CATALOG_PROP_WAREHOUSE.to_string(), format!("file://{}", abs.display())),
+        (SQL_CATALOG_PROP_BIND_STYLE.to_string(), SqlBindStyle::QMark.to_string()),
     ]);
     SqlCatalogBuilder::default()
         .with_storage_factory(Arc::new(LocalFsStorageFactory))
@@ -54,22 +45,15 @@ fn check_writable(dir: &Path) -> Result<(), String> {
 }
 
 /// Creates the namespace if it does not exist.
-pub async fn ensure_namespace(
-    catalog: &dyn Catalog,
-    namespace: &str,
-) -> Result<NamespaceIdent, SinkError> {
-    let ns =
-        NamespaceIdent::from_strs(namespace.split('.')).map_err(|source| SinkError::Catalog {
-            context: format!("namespace `{namespace}`"),
-            source: Box::new(source),
-        })?;
-    let exists = catalog
-        .namespace_exists(&ns)
-        .await
-        .map_err(|source| SinkError::Catalog {
-            context: format!("looking up namespace `{namespace}`"),
-            source: Box::new(source),
-        })?;
+pub async fn ensure_namespace(catalog: &dyn Catalog, namespace: &str) -> Result<NamespaceIdent, SinkError> {
+    let ns = NamespaceIdent::from_strs(namespace.split('.')).map_err(|source| SinkError::Catalog {
+        context: format!("namespace `{namespace}`"),
+        source: Box::new(source),
+    })?;
+    let exists = catalog.namespace_exists(&ns).await.map_err(|source| SinkError::Catalog {
+        context: format!("looking up namespace `{namespace}`"),
+        source: Box::new(source),
+    })?;
     if !exists {
         match catalog.create_namespace(&ns, HashMap::new()).await {
             Ok(_) => {}

@@ -42,6 +42,9 @@ pub struct CommitRequest {
     pub chain: String,
     /// Stream → next offset to read, for every stream whose rows this commit holds.
     pub positions: BTreeMap<String, i64>,
+    /// Stream → first offset of this commit's rows: the commit is refused if the table already holds
+    /// positions beyond them (another host committed the same records).
+    pub starts: BTreeMap<String, i64>,
 }
 
 const ATTEMPTS: u32 = 5;
@@ -70,6 +73,10 @@ pub async fn commit(
     let mut attempt = 0;
     loop {
         attempt += 1;
+        let overlap = overlaps(&table, &req.pipeline_id, &req.starts);
+        if !overlap.is_empty() {
+            return Err(SinkError::Fenced { table: name, streams: overlap.join(", ") });
+        }
         let result = match mode {
             CommitMode::Append => {
                 let tx = Transaction::new(&table);
@@ -87,10 +94,7 @@ pub async fn commit(
         match result {
             Ok(t) => return Ok(t),
             Err(source) => {
-                let err = SinkError::Commit {
-                    table: name.clone(),
-                    source: Box::new(source),
-                };
+                let err = SinkError::Commit { table: name.clone(), source: Box::new(source) };
                 // Whatever the error, the request may have landed: look before retrying.
                 if let Ok(fresh) = catalog.load_table(table.identifier()).await {
                     if has_commit(&fresh, &commit_id) {
@@ -112,26 +116,35 @@ pub async fn commit(
 
 /// Whether a snapshot of `table` carries `commit_id`.
 pub fn has_commit(table: &Table, commit_id: &str) -> bool {
-    table.metadata().snapshots().any(|s| {
-        s.summary()
-            .additional_properties
-            .get(COMMIT_ID)
-            .is_some_and(|c| c == commit_id)
-    })
+    table
+        .metadata()
+        .snapshots()
+        .any(|s| s.summary().additional_properties.get(COMMIT_ID).is_some_and(|c| c == commit_id))
 }
 
-/// The source positions recorded for `pipeline_id` by the newest snapshot that has them.
+/// The source positions the table holds for `pipeline_id`: for every stream, the position recorded
+/// by the newest snapshot that names it (a commit records only the streams whose rows it holds).
 pub fn committed_positions(table: &Table, pipeline_id: &str) -> BTreeMap<String, i64> {
     let key = positions_key(pipeline_id);
     let mut snapshots: Vec<_> = table.metadata().snapshots().collect();
     snapshots.sort_by_key(|s| std::cmp::Reverse(s.sequence_number()));
-    snapshots
-        .into_iter()
-        .find_map(|s| {
-            s.summary()
-                .additional_properties
-                .get(&key)
-                .and_then(|v| serde_json::from_str(v).ok())
-        })
-        .unwrap_or_default()
+    let mut out = BTreeMap::new();
+    for s in snapshots {
+        let Some(v) = s.summary().additional_properties.get(&key) else { continue };
+        let Ok(p) = serde_json::from_str::<BTreeMap<String, i64>>(v) else { continue };
+        for (stream, next) in p {
+            out.entry(stream).or_insert(next);
+        }
+    }
+    out
+}
+
+/// Streams whose rows another writer already committed past where this commit's rows start.
+fn overlaps(table: &Table, pipeline_id: &str, starts: &BTreeMap<String, i64>) -> Vec<String> {
+    let held = committed_positions(table, pipeline_id);
+    starts
+        .iter()
+        .filter(|(s, start)| held.get(*s).is_some_and(|h| h > start))
+        .map(|(s, start)| format!("{s} (table at {}, rows start at {start})", held[s]))
+        .collect()
 }

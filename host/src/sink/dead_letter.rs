@@ -14,28 +14,12 @@ use crate::schema::{ColType, UTC};
 
 /// Columns of the dead-letter table.
 pub const COLUMNS: [(&str, ColType, &str); 7] = [
-    (
-        "_ingestion_timestamp",
-        ColType::TimestampTz,
-        "when the host gave up on the record",
-    ),
-    (
-        "_pipeline_id",
-        ColType::Text,
-        "pipeline that read the record",
-    ),
+    ("_ingestion_timestamp", ColType::TimestampTz, "when the host gave up on the record"),
+    ("_pipeline_id", ColType::Text, "pipeline that read the record"),
     ("stage", ColType::Text, "decode, transform or encode"),
-    (
-        "plugin",
-        ColType::Text,
-        "plugin that rejected or failed on the record",
-    ),
+    ("plugin", ColType::Text, "plugin that rejected or failed on the record"),
     ("reason", ColType::Text, "why the record was not written"),
-    (
-        "source_position",
-        ColType::Text,
-        "input file:line or topic-partition:offset",
-    ),
+    ("source_position", ColType::Text, "input file:line or topic-partition:offset"),
     ("record", ColType::Text, "the original record"),
 ];
 
@@ -43,10 +27,7 @@ pub const COLUMNS: [(&str, ColType, &str); 7] = [
 pub fn spec(ident: TableIdent) -> TableSpec {
     TableSpec {
         ident,
-        columns: COLUMNS
-            .iter()
-            .map(|(n, t, d)| (n.to_string(), *t, Some(d.to_string())))
-            .collect(),
+        columns: COLUMNS.iter().map(|(n, t, d)| (n.to_string(), *t, Some(d.to_string()))).collect(),
         partition: Vec::new(),
         sort: Vec::new(),
         properties: HashMap::new(),
@@ -70,23 +51,21 @@ pub fn to_batch(
         .iter()
         .map(|field| -> Result<ArrayRef, SinkError> {
             Ok(match field.name().as_str() {
-                "_ingestion_timestamp" => Arc::new(
-                    TimestampMicrosecondArray::from(vec![now_micros; n]).with_timezone(UTC),
-                ),
+                "_ingestion_timestamp" => {
+                    Arc::new(TimestampMicrosecondArray::from(vec![now_micros; n]).with_timezone(UTC))
+                }
                 "_pipeline_id" => text(&|_| Some(pipeline_id.to_string())),
                 "stage" => text(&|d| Some(d.stage.to_string())),
                 "plugin" => text(&|d| d.plugin.clone()),
                 "reason" => text(&|d| Some(d.reason.clone())),
                 "source_position" => text(&|d| Some(raw.position(d.origin as usize))),
-                "record" => text(&|d| {
-                    Some(String::from_utf8_lossy(raw.record(d.origin as usize)).into_owned())
-                }),
+                "record" => {
+                    text(&|d| Some(String::from_utf8_lossy(raw.record(d.origin as usize)).into_owned()))
+                }
                 _ => arrow_array::new_null_array(field.data_type(), n),
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(schema.clone(), columns).map_err(|e| SinkError::Shape {
-        table: "dead-letter".into(),
-        message: e.to_string(),
-    })
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| SinkError::Shape { table: "dead-letter".into(), message: e.to_string() })
 }

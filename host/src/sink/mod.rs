@@ -20,21 +20,16 @@ use crate::config::SinkConfig;
 pub fn parquet_properties(cfg: &SinkConfig) -> Result<WriterProperties, String> {
     let compression = match cfg.compression.to_ascii_lowercase().as_str() {
         "zstd" => Compression::ZSTD(
-            ZstdLevel::try_new(cfg.zstd_level)
-                .map_err(|e| format!("zstd level {}: {e}", cfg.zstd_level))?,
+            ZstdLevel::try_new(cfg.zstd_level).map_err(|e| format!("zstd level {}: {e}", cfg.zstd_level))?,
         ),
         "snappy" => Compression::SNAPPY,
         "lz4" => Compression::LZ4_RAW,
         "uncompressed" | "none" => Compression::UNCOMPRESSED,
         other => {
-            return Err(format!(
-                "unknown compression `{other}` (zstd, snappy, lz4, uncompressed)"
-            ));
+            return Err(format!("unknown compression `{other}` (zstd, snappy, lz4, uncompressed)"));
         }
     };
-    Ok(WriterProperties::builder()
-        .set_compression(compression)
-        .build())
+    Ok(WriterProperties::builder().set_compression(compression).build())
 }
 
 /// The Iceberg table property naming the codec, so other writers use the same.

@@ -3,8 +3,7 @@
 use std::collections::HashMap;
 
 use iceberg::spec::{
-    NestedField, NullOrder, Schema, SortDirection, SortField, SortOrder, Transform,
-    UnboundPartitionSpec,
+    NestedField, NullOrder, Schema, SortDirection, SortField, SortOrder, Transform, UnboundPartitionSpec,
 };
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
@@ -53,32 +52,21 @@ impl TableSpec {
                 f.into()
             })
             .collect::<Vec<_>>();
-        Schema::builder()
-            .with_schema_id(0)
-            .with_fields(fields)
-            .build()
+        Schema::builder().with_schema_id(0).with_fields(fields).build()
     }
 }
 
 fn catalog_err(context: String) -> impl FnOnce(iceberg::Error) -> SinkError {
-    move |source| SinkError::Catalog {
-        context,
-        source: Box::new(source),
-    }
+    move |source| SinkError::Catalog { context, source: Box::new(source) }
 }
 
 /// Loads the table, creating it from `spec` if missing; adds declared columns it lacks.
 pub async fn ensure(catalog: &dyn Catalog, spec: &TableSpec) -> Result<Table, SinkError> {
     let ident = &spec.ident;
-    let exists = catalog
-        .table_exists(ident)
-        .await
-        .map_err(catalog_err(format!("looking up table {ident}")))?;
+    let exists =
+        catalog.table_exists(ident).await.map_err(catalog_err(format!("looking up table {ident}")))?;
     if exists {
-        let table = catalog
-            .load_table(ident)
-            .await
-            .map_err(catalog_err(format!("loading table {ident}")))?;
+        let table = catalog.load_table(ident).await.map_err(catalog_err(format!("loading table {ident}")))?;
         let have = column_types(&table);
         let missing: Vec<(String, ColType)> = spec
             .columns
@@ -88,23 +76,16 @@ pub async fn ensure(catalog: &dyn Catalog, spec: &TableSpec) -> Result<Table, Si
             .collect();
         return add_columns(catalog, table, &missing).await;
     }
-    let schema = spec
-        .schema()
-        .map_err(catalog_err(format!("building the schema of {ident}")))?;
+    let schema = spec.schema().map_err(catalog_err(format!("building the schema of {ident}")))?;
     let mut partition = UnboundPartitionSpec::builder().with_spec_id(0);
     for (column, transform) in &spec.partition {
-        let field = schema
-            .field_by_name(column)
-            .ok_or_else(|| SinkError::Shape {
-                table: ident.to_string(),
-                message: format!("partition column `{column}` is not a column"),
-            })?;
+        let field = schema.field_by_name(column).ok_or_else(|| SinkError::Shape {
+            table: ident.to_string(),
+            message: format!("partition column `{column}` is not a column"),
+        })?;
         let name = match transform {
             Transform::Identity => column.clone(),
-            t => format!(
-                "{column}_{}",
-                t.to_string().split('[').next().unwrap_or("part")
-            ),
+            t => format!("{column}_{}", t.to_string().split('[').next().unwrap_or("part")),
         };
         partition = partition
             .add_partition_field(field.id, name, *transform)
@@ -113,12 +94,10 @@ pub async fn ensure(catalog: &dyn Catalog, spec: &TableSpec) -> Result<Table, Si
     let mut sort = SortOrder::builder();
     sort.with_order_id(1);
     for column in &spec.sort {
-        let field = schema
-            .field_by_name(column)
-            .ok_or_else(|| SinkError::Shape {
-                table: ident.to_string(),
-                message: format!("sort column `{column}` is not a column"),
-            })?;
+        let field = schema.field_by_name(column).ok_or_else(|| SinkError::Shape {
+            table: ident.to_string(),
+            message: format!("sort column `{column}` is not a column"),
+        })?;
         sort.with_sort_field(
             SortField::builder()
                 .source_id(field.id)
@@ -131,8 +110,7 @@ pub async fn ensure(catalog: &dyn Catalog, spec: &TableSpec) -> Result<Table, Si
     let sort_order = if spec.sort.is_empty() {
         SortOrder::unsorted_order()
     } else {
-        sort.build(&schema)
-            .map_err(catalog_err(format!("sort order of {ident}")))?
+        sort.build(&schema).map_err(catalog_err(format!("sort order of {ident}")))?
     };
     let creation = TableCreation::builder()
         .name(ident.name().to_string())
@@ -147,14 +125,12 @@ pub async fn ensure(catalog: &dyn Catalog, spec: &TableSpec) -> Result<Table, Si
             Ok(t)
         }
         // Another host created it meanwhile: use theirs.
-        Err(e) if e.kind() == iceberg::ErrorKind::TableAlreadyExists => catalog
-            .load_table(ident)
-            .await
-            .map_err(catalog_err(format!("loading table {ident}"))),
-        Err(source) => Err(SinkError::Catalog {
-            context: format!("creating table {ident}"),
-            source: Box::new(source),
-        }),
+        Err(e) if e.kind() == iceberg::ErrorKind::TableAlreadyExists => {
+            catalog.load_table(ident).await.map_err(catalog_err(format!("loading table {ident}")))
+        }
+        Err(source) => {
+            Err(SinkError::Catalog { context: format!("creating table {ident}"), source: Box::new(source) })
+        }
     }
 }
 
@@ -173,13 +149,8 @@ pub async fn add_columns(
     for (name, ty) in columns {
         action = action.add_column(AddColumn::optional(name, ty.iceberg_type()));
     }
-    let tx = action
-        .apply(tx)
-        .map_err(catalog_err(format!("adding columns to {ident}")))?;
-    let table = tx
-        .commit(catalog)
-        .await
-        .map_err(catalog_err(format!("adding columns to {ident}")))?;
+    let tx = action.apply(tx).map_err(catalog_err(format!("adding columns to {ident}")))?;
+    let table = tx.commit(catalog).await.map_err(catalog_err(format!("adding columns to {ident}")))?;
     let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
     tracing::info!(table = %ident, columns = ?names, "added columns to the table");
     Ok(table)

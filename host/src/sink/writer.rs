@@ -10,9 +10,7 @@ use iceberg::spec::{DataFile, DataFileFormat};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
 use iceberg::writer::file_writer::ParquetWriterBuilder;
-use iceberg::writer::file_writer::location_generator::{
-    DefaultFileNameGenerator, DefaultLocationGenerator,
-};
+use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
@@ -27,13 +25,8 @@ type Builder =
 // One writer exists per table and commit, so the variants' size difference does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Inner {
-    Partitioned {
-        splitter: RecordBatchPartitionSplitter,
-        writer: FanoutWriter<Builder>,
-    },
-    Unpartitioned(
-        DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>,
-    ),
+    Partitioned { splitter: RecordBatchPartitionSplitter, writer: FanoutWriter<Builder> },
+    Unpartitioned(DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>),
 }
 
 /// Writes data files for one table, for one commit.
@@ -52,10 +45,7 @@ impl TableWriter {
         target_file_size: usize,
     ) -> Result<Self, SinkError> {
         let table_name = table.identifier().to_string();
-        let err = |source| SinkError::Write {
-            table: table_name.clone(),
-            source: Box::new(source),
-        };
+        let err = |source| SinkError::Write { table: table_name.clone(), source: Box::new(source) };
         let metadata = table.metadata();
         let schema = metadata.current_schema().clone();
         let arrow_schema = Arc::new(schema_to_arrow_schema(&schema).map_err(err)?);
@@ -78,19 +68,11 @@ impl TableWriter {
         let inner = if spec.is_unpartitioned() {
             Inner::Unpartitioned(builder.build(None).await.map_err(err)?)
         } else {
-            let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)
-                .map_err(err)?;
-            Inner::Partitioned {
-                splitter,
-                writer: FanoutWriter::new(builder),
-            }
+            let splitter =
+                RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec).map_err(err)?;
+            Inner::Partitioned { splitter, writer: FanoutWriter::new(builder) }
         };
-        Ok(Self {
-            table_name,
-            arrow_schema,
-            inner,
-            rows: 0,
-        })
+        Ok(Self { table_name, arrow_schema, inner, rows: 0 })
     }
 
     /// The Arrow schema batches must have (with Iceberg field ids).
@@ -108,10 +90,7 @@ impl TableWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let err = |source| SinkError::Write {
-            table: self.table_name.clone(),
-            source: Box::new(source),
-        };
+        let err = |source| SinkError::Write { table: self.table_name.clone(), source: Box::new(source) };
         self.rows += batch.num_rows();
         match &mut self.inner {
             Inner::Unpartitioned(w) => w.write(batch).await.map_err(err),
@@ -126,10 +105,7 @@ impl TableWriter {
 
     /// Closes every open file and returns the data files to commit.
     pub async fn close(self) -> Result<Vec<DataFile>, SinkError> {
-        let err = |source| SinkError::Write {
-            table: self.table_name.clone(),
-            source: Box::new(source),
-        };
+        let err = |source| SinkError::Write { table: self.table_name.clone(), source: Box::new(source) };
         match self.inner {
             Inner::Unpartitioned(mut w) => w.close().await.map_err(err),
             Inner::Partitioned { writer, .. } => writer.close().await.map_err(err),

@@ -22,35 +22,17 @@ pub struct FileSource {
 impl FileSource {
     /// Opens `path`, or stdin for `-`.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let (reader, name, total): (Box<dyn BufRead + Send>, String, Option<u64>) =
-            if path == Path::new("-") {
-                (
-                    Box::new(BufReader::with_capacity(1 << 20, std::io::stdin())),
-                    "stdin".into(),
-                    None,
-                )
-            } else {
-                let f = File::open(path).map_err(|e| {
-                    std::io::Error::new(
-                        e.kind(),
-                        format!("cannot open input {}: {e}", path.display()),
-                    )
-                })?;
-                let total = f.metadata().ok().map(|m| m.len());
-                (
-                    Box::new(BufReader::with_capacity(1 << 20, f) as BufReader<File>),
-                    display_name(path),
-                    total,
-                )
-            };
-        Ok(Self {
-            reader,
-            name: Arc::from(name),
-            line: 0,
-            done: false,
-            bytes_read: 0,
-            total_bytes: total,
-        })
+        let (reader, name, total): (Box<dyn BufRead + Send>, String, Option<u64>) = if path == Path::new("-")
+        {
+            (Box::new(BufReader::with_capacity(1 << 20, std::io::stdin())), "stdin".into(), None)
+        } else {
+            let f = File::open(path).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot open input {}: {e}", path.display()))
+            })?;
+            let total = f.metadata().ok().map(|m| m.len());
+            (Box::new(BufReader::with_capacity(1 << 20, f) as BufReader<File>), display_name(path), total)
+        };
+        Ok(Self { reader, name: Arc::from(name), line: 0, done: false, bytes_read: 0, total_bytes: total })
     }
 
     /// A source over any reader (tests, benchmarks).
@@ -106,10 +88,7 @@ impl Source for FileSource {
 }
 
 fn display_name(path: &Path) -> String {
-    std::fs::canonicalize(path)
-        .unwrap_or_else(|_| PathBuf::from(path))
-        .display()
-        .to_string()
+    std::fs::canonicalize(path).unwrap_or_else(|_| PathBuf::from(path)).display().to_string()
 }
 
 #[cfg(test)]

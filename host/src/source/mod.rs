@@ -1,16 +1,33 @@
-//! Where records come from. [`file`] reads NDJSON (a file or stdin) for batch mode.
+//! Where records come from: [`file`] reads NDJSON (a file or stdin), [`kafka`] consumes Debezium
+//! topics.
 
 pub mod file;
+pub mod kafka;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub use file::FileSource;
 
 use crate::change::RawBatch;
 use crate::error::PipelineError;
 
+/// What a source may ask of the running pipeline (from its own thread).
+pub trait PipelineHandle: Send + Sync {
+    /// Commits everything handed to the pipeline so far; returns when the commit is done.
+    fn flush(&self) -> Result<(), String>;
+    /// The positions (stream → next offset) the table holds for this pipeline, read fresh.
+    fn table_positions(&self) -> Result<BTreeMap<String, i64>, String>;
+}
+
 /// A source of raw records, read in batches on the pipeline's worker thread.
 pub trait Source: Send {
+    /// Called once on the worker thread before the first batch.
+    fn start(&mut self, handle: Arc<dyn PipelineHandle>) -> Result<(), PipelineError> {
+        let _ = handle;
+        Ok(())
+    }
+
     /// Fills `out` (cleared first) with up to `max` records. `Ok(false)` means the input is over; an
     /// empty batch with `Ok(true)` means nothing arrived yet.
     fn next_batch(&mut self, out: &mut RawBatch, max: usize) -> Result<bool, PipelineError>;

@@ -1,14 +1,17 @@
 //! The chain of plugins, applied to one [`ChangeBatch`] at a time: one call per plugin per batch.
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::columns::{from_wit, null_wit, to_wit};
 use super::plugin::{CallError, Compiled, Description, Limits, Plugin, Runtime};
 use super::wit::wit_types as w;
 use crate::change::{ChangeBatch, Column, DeadLetter, Op};
-use crate::config::{ChainEntry, PluginsConfig};
+use crate::config::{ChainEntry, OnQuarantine, PluginsConfig};
 use crate::error::PluginError;
+use crate::metrics::Metrics;
 use crate::schema::ColType;
 
 /// Counts from applying the chain to batches.
@@ -46,6 +49,10 @@ pub trait Stage: Send {
     fn origin(&self) -> String;
     /// Processes one batch.
     fn process(&mut self, batch: w::Batch) -> Result<w::Output, CallError>;
+    /// The compiled component behind the stage (content hash, cache status), for plugins.
+    fn compiled(&self) -> Option<&Compiled> {
+        None
+    }
 }
 
 impl Stage for Plugin {
@@ -61,6 +68,9 @@ impl Stage for Plugin {
     fn process(&mut self, batch: w::Batch) -> Result<w::Output, CallError> {
         Plugin::process(self, &batch)
     }
+    fn compiled(&self) -> Option<&Compiled> {
+        Some(&self.compiled)
+    }
 }
 
 /// Offers a replacement chain; the pipeline asks between batches, so every batch is processed
@@ -73,6 +83,83 @@ pub trait ChainUpdates: Send {
 /// A loaded chain of stages.
 pub struct Chain {
     stages: Vec<Box<dyn Stage>>,
+    /// One per stage.
+    health: Vec<StageHealth>,
+    supervision: Supervision,
+    quarantined: ChainHealth,
+}
+
+/// Marks a quarantined stage in the chain identity (and so in snapshot summaries).
+pub const QUARANTINED_MARK: &str = "[quarantined]";
+
+/// How long a pass-through quarantine stays quiet in the log before it is reported again.
+const QUARANTINE_REMINDER: Duration = Duration::from_secs(60);
+
+/// How a chain treats plugins that keep failing (`plugins.quarantine_after`, `plugins.on_quarantine`).
+#[derive(Clone, Default)]
+pub struct Supervision {
+    /// Consecutive failed batches after which a plugin is quarantined; 0 never quarantines.
+    pub quarantine_after: u32,
+    pub on_quarantine: OnQuarantine,
+    /// Where quarantines are counted.
+    pub metrics: Option<Metrics>,
+    /// How an `on_quarantine = "stop"` quarantine stops the pipeline.
+    pub halt: Halt,
+}
+
+impl Supervision {
+    /// The policy the config sets.
+    pub fn new(cfg: &PluginsConfig, metrics: Option<Metrics>, halt: Halt) -> Self {
+        Self { quarantine_after: cfg.quarantine_after, on_quarantine: cfg.on_quarantine, metrics, halt }
+    }
+}
+
+/// Lets a chain stop the pipeline: it sets the pipeline's stop flag (the batch in flight finishes and
+/// everything pending is committed) and keeps the reason for the caller to report.
+#[derive(Clone, Default)]
+pub struct Halt {
+    stop: Arc<AtomicBool>,
+    reason: Arc<Mutex<Option<PluginError>>>,
+}
+
+impl Halt {
+    /// A halt that sets `stop` (the pipeline's `RunOptions::stop`).
+    pub fn new(stop: Arc<AtomicBool>) -> Self {
+        Self { stop, reason: Arc::default() }
+    }
+
+    /// Why the chain stopped the pipeline, if it did.
+    pub fn take_reason(&self) -> Option<PluginError> {
+        self.reason.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn trigger(&self, reason: PluginError) {
+        let mut slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(reason);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// How many stages of a chain are quarantined; shared, so the hot reloader can tell that redeploying
+/// the same files should bring a quarantined plugin back.
+#[derive(Clone, Default)]
+pub struct ChainHealth(Arc<AtomicUsize>);
+
+impl ChainHealth {
+    /// Quarantined stages.
+    pub fn quarantined(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+struct StageHealth {
+    consecutive_failures: u32,
+    quarantined: bool,
+    skipped_batches: u64,
+    last_report: Option<Instant>,
 }
 
 /// Limits for every plugin, from the config.
@@ -83,11 +170,9 @@ pub fn limits(cfg: &PluginsConfig) -> Limits {
     }
 }
 
-/// The chain entries to load: the configured ones, or every `*.wasm` in `dir` by file name.
-pub fn resolve_entries(
-    dir: &Path,
-    configured: &[ChainEntry],
-) -> Result<Vec<ChainEntry>, PluginError> {
+/// The chain entries to load: the configured ones, or every `*.wasm` in `dir` by file name (hidden
+/// files, such as `.name.wasm` staged for an atomic rename, excluded).
+pub fn resolve_entries(dir: &Path, configured: &[ChainEntry]) -> Result<Vec<ChainEntry>, PluginError> {
     if !dir.is_dir() {
         return Err(PluginError::MissingDir(dir.to_path_buf()));
     }
@@ -96,6 +181,9 @@ pub fn resolve_entries(
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                return None;
+            }
             name.strip_suffix(".wasm").map(str::to_string)
         })
         .collect();
@@ -103,10 +191,7 @@ pub fn resolve_entries(
     if configured.is_empty() {
         return Ok(available
             .into_iter()
-            .map(|plugin| ChainEntry {
-                plugin,
-                config: Default::default(),
-            })
+            .map(|plugin| ChainEntry { plugin, config: Default::default() })
             .collect());
     }
     for e in configured {
@@ -115,11 +200,7 @@ pub fn resolve_entries(
             return Err(PluginError::MissingFile {
                 plugin: e.plugin.clone(),
                 path,
-                available: if available.is_empty() {
-                    "none".into()
-                } else {
-                    available.join(", ")
-                },
+                available: if available.is_empty() { "none".into() } else { available.join(", ") },
             });
         }
     }
@@ -139,12 +220,34 @@ impl Chain {
             let compiled: Compiled = runtime.compile(&e.path(dir))?;
             stages.push(Box::new(Plugin::start(compiled, e.config_pairs(), limits)?));
         }
-        Ok(Self { stages })
+        Ok(Self::from_stages(stages))
     }
 
-    /// A chain of the given stages.
+    /// A chain of the given stages. It never quarantines a stage until given a [`Supervision`].
     pub fn from_stages(stages: Vec<Box<dyn Stage>>) -> Self {
-        Self { stages }
+        let health = stages.iter().map(|_| StageHealth::default()).collect();
+        Self { stages, health, supervision: Supervision::default(), quarantined: ChainHealth::default() }
+    }
+
+    /// Sets the quarantine policy.
+    pub fn with_supervision(mut self, supervision: Supervision) -> Self {
+        self.supervision = supervision;
+        self
+    }
+
+    /// The shared count of quarantined stages.
+    pub fn health(&self) -> ChainHealth {
+        self.quarantined.clone()
+    }
+
+    /// Names of the quarantined stages.
+    pub fn quarantined(&self) -> Vec<String> {
+        self.stages
+            .iter()
+            .zip(&self.health)
+            .filter(|(_, h)| h.quarantined)
+            .map(|(s, _)| s.description().name.clone())
+            .collect()
     }
 
     /// The stages, in order.
@@ -152,11 +255,17 @@ impl Chain {
         &self.stages
     }
 
-    /// Identities of the stages, comma separated (recorded in snapshot summaries).
+    /// Identities of the stages, comma separated (recorded in snapshot summaries); a quarantined stage
+    /// that events pass through carries [`QUARANTINED_MARK`].
     pub fn identity(&self) -> String {
         self.stages
             .iter()
-            .map(|s| s.identity())
+            .zip(&self.health)
+            .map(
+                |(s, h)| {
+                    if h.quarantined { format!("{}{QUARANTINED_MARK}", s.identity()) } else { s.identity() }
+                },
+            )
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -192,22 +301,55 @@ impl Chain {
     }
 
     /// Runs every plugin on the batch. Kept events stay in `batch`; rejected events and every event of
-    /// a batch a plugin failed on become dead letters.
+    /// a batch a plugin failed on become dead letters. A plugin that fails `quarantine_after` batches in
+    /// a row is quarantined: skipped from then on (`pass-through`), or the pipeline is stopped (`stop`).
     pub fn apply(&mut self, batch: &mut ChangeBatch, dead: &mut Vec<DeadLetter>) -> ChainStats {
-        let mut stats = ChainStats {
-            events_in: batch.len() as u64,
-            ..Default::default()
-        };
-        for stage in &mut self.stages {
+        let mut stats = ChainStats { events_in: batch.len() as u64, ..Default::default() };
+        let sup = &self.supervision;
+        for (stage, health) in self.stages.iter_mut().zip(&mut self.health) {
             if batch.is_empty() {
                 break;
             }
+            if health.quarantined {
+                let name = &stage.description().name;
+                match sup.on_quarantine {
+                    OnQuarantine::PassThrough => {
+                        health.skipped_batches += 1;
+                        if let Some(m) = &sup.metrics {
+                            m.plugins.skipped_batches.with_label_values(&[name]).inc();
+                        }
+                        if health.last_report.is_none_or(|t| t.elapsed() >= QUARANTINE_REMINDER) {
+                            health.last_report = Some(Instant::now());
+                            tracing::warn!(
+                                plugin = %stage.identity(),
+                                skipped_batches = health.skipped_batches,
+                                "plugin is quarantined: batches pass through without it until it is replaced"
+                            );
+                        }
+                    }
+                    OnQuarantine::Stop => {
+                        let reason =
+                            format!("plugin `{name}` is quarantined (plugins.on_quarantine = \"stop\")");
+                        stats.failed += batch.len() as u64;
+                        for &origin in &batch.origins {
+                            dead.push(DeadLetter {
+                                origin,
+                                stage: "transform",
+                                plugin: Some(name.clone()),
+                                reason: reason.clone(),
+                            });
+                        }
+                        *batch =
+                            ChangeBatch { tables: std::mem::take(&mut batch.tables), ..Default::default() };
+                    }
+                }
+                continue;
+            }
             let input = wit_batch(stage.description(), batch);
-            let result = stage
-                .process(input)
-                .and_then(|out| apply_output(stage.description(), batch, out));
+            let result = stage.process(input).and_then(|out| apply_output(stage.description(), batch, out));
             match result {
                 Ok(applied) => {
+                    health.consecutive_failures = 0;
                     stats.dropped += applied.dropped;
                     stats.rejected += applied.rejected.len() as u64;
                     for (i, reason) in applied.rejected {
@@ -238,15 +380,57 @@ impl Chain {
                             reason: e.to_string(),
                         });
                     }
-                    *batch = ChangeBatch {
-                        tables: std::mem::take(&mut batch.tables),
-                        ..Default::default()
-                    };
+                    *batch = ChangeBatch { tables: std::mem::take(&mut batch.tables), ..Default::default() };
+                    health.consecutive_failures += 1;
+                    if sup.quarantine_after > 0 && health.consecutive_failures >= sup.quarantine_after {
+                        quarantine(sup, &self.quarantined, stage.as_ref(), health, &e);
+                    }
                 }
             }
         }
         stats.kept = batch.len() as u64;
         stats
+    }
+}
+
+fn quarantine(
+    sup: &Supervision,
+    count: &ChainHealth,
+    stage: &dyn Stage,
+    health: &mut StageHealth,
+    error: &CallError,
+) {
+    health.quarantined = true;
+    health.last_report = Some(Instant::now());
+    count.0.fetch_add(1, Ordering::Relaxed);
+    let name = &stage.description().name;
+    if let Some(m) = &sup.metrics {
+        m.plugins.quarantines.with_label_values(&[name]).inc();
+        m.plugins.quarantined.inc();
+    }
+    let failures = health.consecutive_failures;
+    match sup.on_quarantine {
+        OnQuarantine::PassThrough => tracing::error!(
+            plugin = %stage.identity(),
+            failures,
+            last_error = %error.message,
+            "plugin quarantined after consecutive failed batches: from now on events pass through WITHOUT it \
+             (plugins.on_quarantine = \"pass-through\"); deploy a fixed version to bring it back"
+        ),
+        OnQuarantine::Stop => {
+            tracing::error!(
+                plugin = %stage.identity(),
+                failures,
+                last_error = %error.message,
+                "plugin quarantined after consecutive failed batches: stopping the pipeline \
+                 (plugins.on_quarantine = \"stop\"); pending rows are committed first"
+            );
+            sup.halt.trigger(PluginError::Quarantined {
+                plugin: name.clone(),
+                failures,
+                reason: error.message.clone(),
+            });
+        }
     }
 }
 
@@ -265,11 +449,7 @@ pub fn wit_batch(d: &Description, batch: &ChangeBatch) -> w::Batch {
     let n = batch.len();
     let side = |cols: &crate::change::Columns| -> Vec<w::Column> {
         match &d.reads {
-            None => cols
-                .0
-                .iter()
-                .map(|c| to_wit(&c.name, c.ty, &c.array))
-                .collect(),
+            None => cols.0.iter().map(|c| to_wit(&c.name, c.ty, &c.array)).collect(),
             Some(names) => names
                 .iter()
                 .map(|name| match cols.get(name) {
@@ -295,17 +475,10 @@ pub fn wit_batch(d: &Description, batch: &ChangeBatch) -> w::Batch {
         tables: batch
             .tables
             .iter()
-            .map(|t| w::TableRef {
-                schema: t.schema.clone(),
-                table: t.table.clone(),
-            })
+            .map(|t| w::TableRef { schema: t.schema.clone(), table: t.table.clone() })
             .collect(),
         after: side(&batch.after),
-        before: if d.reads_before {
-            side(&batch.before)
-        } else {
-            Vec::new()
-        },
+        before: if d.reads_before { side(&batch.before) } else { Vec::new() },
     }
 }
 
@@ -316,45 +489,24 @@ struct Applied {
 }
 
 /// Checks a plugin's output and applies it: writes, removes, then filtering.
-fn apply_output(
-    d: &Description,
-    batch: &mut ChangeBatch,
-    out: w::Output,
-) -> Result<Applied, CallError> {
+fn apply_output(d: &Description, batch: &mut ChangeBatch, out: w::Output) -> Result<Applied, CallError> {
     let n = batch.len();
-    let bad = |message: String| CallError {
-        plugin: d.name.clone(),
-        message,
-    };
+    let bad = |message: String| CallError { plugin: d.name.clone(), message };
     if out.outcomes.len() != n {
-        return Err(bad(format!(
-            "returned {} outcomes for a batch of {n} events",
-            out.outcomes.len()
-        )));
+        return Err(bad(format!("returned {} outcomes for a batch of {n} events", out.outcomes.len())));
     }
     let mut written = Vec::with_capacity(out.writes.len());
     for col in out.writes {
         let Some((_, ty)) = d.writes.iter().find(|(name, _)| *name == col.name) else {
-            return Err(bad(format!(
-                "wrote column `{}`, which its description does not declare",
-                col.name
-            )));
+            return Err(bad(format!("wrote column `{}`, which its description does not declare", col.name)));
         };
         let name = col.name.clone();
         let array = from_wit(col, *ty, n).map_err(&bad)?;
-        written.push(Column {
-            name,
-            ty: *ty,
-            array,
-        });
+        written.push(Column { name, ty: *ty, array });
     }
     for (name, ty) in &d.writes {
         if !written.iter().any(|c| c.name == *name) {
-            written.push(Column {
-                name: name.clone(),
-                ty: *ty,
-                array: super::columns::null_array(*ty, n),
-            });
+            written.push(Column { name: name.clone(), ty: *ty, array: super::columns::null_array(*ty, n) });
         }
     }
     let mut keep = Vec::with_capacity(n);
@@ -391,8 +543,6 @@ fn apply_output(
             batch.before.remove(r);
         }
     }
-    batch
-        .retain(&keep)
-        .map_err(|e| bad(format!("cannot filter the batch: {e}")))?;
+    batch.retain(&keep).map_err(|e| bad(format!("cannot filter the batch: {e}")))?;
     Ok(Applied { dropped, rejected })
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int32Array,
-    Int64Array, LargeBinaryArray, StringArray, TimestampMicrosecondArray, new_null_array,
+    Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int32Array, Int64Array,
+    LargeBinaryArray, StringArray, TimestampMicrosecondArray, new_null_array,
 };
 use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 
@@ -23,9 +23,7 @@ pub fn to_wit_type(t: ColType) -> w::ColumnType {
         ColType::Float64 => w::ColumnType::Float64,
         ColType::Text => w::ColumnType::Text,
         ColType::Bytes => w::ColumnType::Bytes,
-        ColType::Decimal { precision, scale } => {
-            w::ColumnType::Decimal(w::DecimalType { precision, scale })
-        }
+        ColType::Decimal { precision, scale } => w::ColumnType::Decimal(w::DecimalType { precision, scale }),
         ColType::Date => w::ColumnType::Date,
         ColType::Timestamp => w::ColumnType::Timestamp,
         ColType::TimestampTz => w::ColumnType::Timestamptz,
@@ -43,19 +41,11 @@ pub fn from_wit_type(t: &w::ColumnType) -> Result<ColType, String> {
         w::ColumnType::Text => ColType::Text,
         w::ColumnType::Bytes => ColType::Bytes,
         w::ColumnType::Decimal(d) => {
-            if d.precision == 0
-                || d.precision > crate::schema::MAX_DECIMAL_PRECISION
-                || d.scale > d.precision
+            if d.precision == 0 || d.precision > crate::schema::MAX_DECIMAL_PRECISION || d.scale > d.precision
             {
-                return Err(format!(
-                    "decimal({},{}) is not a valid decimal type",
-                    d.precision, d.scale
-                ));
+                return Err(format!("decimal({},{}) is not a valid decimal type", d.precision, d.scale));
             }
-            ColType::Decimal {
-                precision: d.precision,
-                scale: d.scale,
-            }
+            ColType::Decimal { precision: d.precision, scale: d.scale }
         }
         w::ColumnType::Date => ColType::Date,
         w::ColumnType::Timestamp => ColType::Timestamp,
@@ -64,17 +54,11 @@ pub fn from_wit_type(t: &w::ColumnType) -> Result<ColType, String> {
     })
 }
 
-fn var_array<O: arrow_array::OffsetSizeTrait>(
-    offsets: &OffsetBuffer<O>,
-    values: &[u8],
-) -> w::VarArray {
+fn var_array<O: arrow_array::OffsetSizeTrait>(offsets: &OffsetBuffer<O>, values: &[u8]) -> w::VarArray {
     let first = offsets[0].as_usize();
     let last = offsets[offsets.len() - 1].as_usize();
     w::VarArray {
-        offsets: offsets
-            .iter()
-            .map(|o| (o.as_usize() - first) as u32)
-            .collect(),
+        offsets: offsets.iter().map(|o| (o.as_usize() - first) as u32).collect(),
         data: values[first..last].to_vec(),
     }
 }
@@ -90,17 +74,11 @@ pub fn to_wit(name: &str, ty: ColType, array: &ArrayRef) -> w::Column {
         ColType::Boolean => ColumnValues::Boolean(array.as_boolean().values().iter().collect()),
         ColType::Int32 => ColumnValues::Int32(array.as_primitive::<Int32Type>().values().to_vec()),
         ColType::Int64 => ColumnValues::Int64(array.as_primitive::<Int64Type>().values().to_vec()),
-        ColType::Float64 => {
-            ColumnValues::Float64(array.as_primitive::<Float64Type>().values().to_vec())
-        }
+        ColType::Float64 => ColumnValues::Float64(array.as_primitive::<Float64Type>().values().to_vec()),
         ColType::Text | ColType::Json => {
             let a = array.as_string::<i32>();
             let v = var_array(a.offsets(), a.values());
-            if ty == ColType::Json {
-                ColumnValues::Json(v)
-            } else {
-                ColumnValues::Text(v)
-            }
+            if ty == ColType::Json { ColumnValues::Json(v) } else { ColumnValues::Text(v) }
         }
         ColType::Bytes => {
             let a = array.as_binary::<i64>();
@@ -112,30 +90,17 @@ pub fn to_wit(name: &str, ty: ColType, array: &ArrayRef) -> w::Column {
             for v in a.values().iter() {
                 unscaled.extend_from_slice(&v.to_le_bytes());
             }
-            ColumnValues::Decimal(w::DecimalArray {
-                type_: w::DecimalType { precision, scale },
-                unscaled,
-            })
+            ColumnValues::Decimal(w::DecimalArray { type_: w::DecimalType { precision, scale }, unscaled })
         }
         ColType::Date => ColumnValues::Date(array.as_primitive::<Date32Type>().values().to_vec()),
-        ColType::Timestamp => ColumnValues::Timestamp(
-            array
-                .as_primitive::<TimestampMicrosecondType>()
-                .values()
-                .to_vec(),
-        ),
-        ColType::TimestampTz => ColumnValues::Timestamptz(
-            array
-                .as_primitive::<TimestampMicrosecondType>()
-                .values()
-                .to_vec(),
-        ),
+        ColType::Timestamp => {
+            ColumnValues::Timestamp(array.as_primitive::<TimestampMicrosecondType>().values().to_vec())
+        }
+        ColType::TimestampTz => {
+            ColumnValues::Timestamptz(array.as_primitive::<TimestampMicrosecondType>().values().to_vec())
+        }
     };
-    w::Column {
-        name: name.to_string(),
-        present,
-        values,
-    }
+    w::Column { name: name.to_string(), present, values }
 }
 
 /// A WIT column of `n` nulls, for a column a plugin reads but the batch does not have.
@@ -143,10 +108,7 @@ pub fn null_wit(name: &str, n: usize) -> w::Column {
     w::Column {
         name: name.to_string(),
         present: vec![false; n],
-        values: ColumnValues::Text(w::VarArray {
-            offsets: vec![0; n + 1],
-            data: Vec::new(),
-        }),
+        values: ColumnValues::Text(w::VarArray { offsets: vec![0; n + 1], data: Vec::new() }),
     }
 }
 
@@ -163,10 +125,7 @@ fn checked_offsets<O: arrow_array::OffsetSizeTrait>(
     }
     let v: Vec<O> = offsets
         .into_iter()
-        .map(|o| {
-            O::from_usize(o as usize)
-                .ok_or_else(|| "column larger than its offset type".to_string())
-        })
+        .map(|o| O::from_usize(o as usize).ok_or_else(|| "column larger than its offset type".to_string()))
         .collect::<Result<_, _>>()?;
     Ok(OffsetBuffer::new(ScalarBuffer::from(v)))
 }
@@ -174,26 +133,11 @@ fn checked_offsets<O: arrow_array::OffsetSizeTrait>(
 /// Converts a column returned by a plugin to Arrow, checking it has `n` values of type `ty`.
 pub fn from_wit(col: w::Column, ty: ColType, n: usize) -> Result<ArrayRef, String> {
     if col.present.len() != n {
-        return Err(format!(
-            "column `{}` has {} presence flags for {n} events",
-            col.name,
-            col.present.len()
-        ));
+        return Err(format!("column `{}` has {} presence flags for {n} events", col.name, col.present.len()));
     }
-    let nulls = if col.present.iter().all(|p| *p) {
-        None
-    } else {
-        Some(NullBuffer::from(col.present))
-    };
+    let nulls = if col.present.iter().all(|p| *p) { None } else { Some(NullBuffer::from(col.present)) };
     let check = |len: usize| -> Result<(), String> {
-        if len == n {
-            Ok(())
-        } else {
-            Err(format!(
-                "column `{}` has {len} values for {n} events",
-                col.name
-            ))
-        }
+        if len == n { Ok(()) } else { Err(format!("column `{}` has {len} values for {n} events", col.name)) }
     };
     let array: ArrayRef = match (ty, col.values) {
         (ColType::Boolean, ColumnValues::Boolean(v)) => {
@@ -215,8 +159,8 @@ pub fn from_wit(col: w::Column, ty: ColType, n: usize) -> Result<ArrayRef, Strin
         (ColType::Text, ColumnValues::Text(v)) | (ColType::Json, ColumnValues::Json(v)) => {
             check(v.offsets.len().saturating_sub(1))?;
             let len = v.data.len();
-            let offsets = checked_offsets::<i32>(v.offsets, len)
-                .map_err(|e| format!("column `{}`: {e}", col.name))?;
+            let offsets =
+                checked_offsets::<i32>(v.offsets, len).map_err(|e| format!("column `{}`: {e}", col.name))?;
             Arc::new(
                 StringArray::try_new(offsets, Buffer::from(v.data), nulls)
                     .map_err(|e| format!("column `{}`: {e}", col.name))?,
@@ -225,8 +169,8 @@ pub fn from_wit(col: w::Column, ty: ColType, n: usize) -> Result<ArrayRef, Strin
         (ColType::Bytes, ColumnValues::Bytes(v)) => {
             check(v.offsets.len().saturating_sub(1))?;
             let len = v.data.len();
-            let offsets = checked_offsets::<i64>(v.offsets, len)
-                .map_err(|e| format!("column `{}`: {e}", col.name))?;
+            let offsets =
+                checked_offsets::<i64>(v.offsets, len).map_err(|e| format!("column `{}`: {e}", col.name))?;
             Arc::new(
                 LargeBinaryArray::try_new(offsets, Buffer::from(v.data), nulls)
                     .map_err(|e| format!("column `{}`: {e}", col.name))?,
@@ -254,8 +198,7 @@ pub fn from_wit(col: w::Column, ty: ColType, n: usize) -> Result<ArrayRef, Strin
             let a = Decimal128Array::new(values.into(), nulls)
                 .with_precision_and_scale(precision, scale as i8)
                 .map_err(|e| format!("column `{}`: {e}", col.name))?;
-            a.validate_decimal_precision(precision)
-                .map_err(|e| format!("column `{}`: {e}", col.name))?;
+            a.validate_decimal_precision(precision).map_err(|e| format!("column `{}`: {e}", col.name))?;
             Arc::new(a)
         }
         (ColType::Date, ColumnValues::Date(v)) => {
@@ -271,10 +214,7 @@ pub fn from_wit(col: w::Column, ty: ColType, n: usize) -> Result<ArrayRef, Strin
             Arc::new(TimestampMicrosecondArray::new(v.into(), nulls).with_timezone(UTC))
         }
         (ty, _) => {
-            return Err(format!(
-                "column `{}` does not carry the declared type {ty:?}",
-                col.name
-            ));
+            return Err(format!("column `{}` does not carry the declared type {ty:?}", col.name));
         }
     };
     Ok(array)
@@ -310,40 +250,17 @@ mod tests {
 
     #[test]
     fn decimal_round_trip_and_shape_checks() {
-        let mut b = Decimal128Builder::new()
-            .with_precision_and_scale(12, 2)
-            .unwrap();
+        let mut b = Decimal128Builder::new().with_precision_and_scale(12, 2).unwrap();
         b.append_value(-500);
         b.append_value(i64::MAX as i128 * 10);
         let a: ArrayRef = Arc::new(b.finish());
-        let t = ColType::Decimal {
-            precision: 12,
-            scale: 2,
-        };
+        let t = ColType::Decimal { precision: 12, scale: 2 };
         let w = to_wit("v", t, &a);
-        assert!(
-            from_wit(w.clone(), t, 2).is_err(),
-            "value beyond precision 12 must be refused"
-        );
-        let t38 = ColType::Decimal {
-            precision: 38,
-            scale: 2,
-        };
+        assert!(from_wit(w.clone(), t, 2).is_err(), "value beyond precision 12 must be refused");
+        let t38 = ColType::Decimal { precision: 38, scale: 2 };
         let back = from_wit(w.clone(), t38, 2).unwrap();
-        assert_eq!(
-            back.as_primitive::<arrow_array::types::Decimal128Type>()
-                .value(0),
-            -500
-        );
-        assert!(
-            from_wit(w.clone(), t38, 3)
-                .unwrap_err()
-                .contains("3 events")
-        );
-        assert!(
-            from_wit(w, ColType::Text, 2)
-                .unwrap_err()
-                .contains("declared type")
-        );
+        assert_eq!(back.as_primitive::<arrow_array::types::Decimal128Type>().value(0), -500);
+        assert!(from_wit(w.clone(), t38, 3).unwrap_err().contains("3 events"));
+        assert!(from_wit(w, ColType::Text, 2).unwrap_err().contains("declared type"));
     }
 }

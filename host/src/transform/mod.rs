@@ -1,10 +1,13 @@
 //! The WebAssembly transform chain: plugin loading and sandboxing ([`plugin`]), the batch-level
-//! calls ([`chain`]) and the Arrow ↔ WIT column conversions ([`columns`]).
+//! calls and quarantine ([`chain`]), hot reload ([`reload`]) and the Arrow ↔ WIT column conversions
+//! ([`columns`]).
 
 pub mod chain;
 pub mod columns;
 pub mod plugin;
+pub mod reload;
 pub mod wit;
 
-pub use chain::{Chain, ChainStats, Stage};
+pub use chain::{Chain, ChainStats, Halt, Stage, Supervision};
 pub use plugin::{CallError, Description, Plugin, Runtime};
+pub use reload::{Loader, ReloadOptions, Reloader};

@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
@@ -70,12 +70,7 @@ impl Runtime {
         {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot create the plugin cache directory; compiling without cache");
         }
-        Ok(Self {
-            engine,
-            linker: Arc::new(linker),
-            cache_dir,
-            stop,
-        })
+        Ok(Self { engine, linker: Arc::new(linker), cache_dir, stop })
     }
 
     /// Reads, compiles (or loads from cache) and type-checks a component file.
@@ -84,38 +79,48 @@ impl Runtime {
             path: path.to_path_buf(),
             message: format!("cannot read: {e}"),
         })?;
-        let hash = hex(&Sha256::digest(&bytes));
-        let component = self.component(path, &bytes, &hash)?;
+        self.compile_bytes(path, &bytes)
+    }
+
+    /// Compiles (or loads from cache) and type-checks the component `bytes` read from `path`.
+    pub fn compile_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Compiled, PluginError> {
+        let started = Instant::now();
+        let hash = content_hash(bytes);
+        let (component, cache) = self.component(path, bytes, &hash)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| PluginError::WrongWorld {
-                path: path.to_path_buf(),
-                message: format!("{e:#}"),
-            })?;
-        let pre = TransformPre::new(pre).map_err(|e| PluginError::WrongWorld {
-            path: path.to_path_buf(),
-            message: format!("{e:#}"),
-        })?;
+            .map_err(|e| PluginError::WrongWorld { path: path.to_path_buf(), message: format!("{e:#}") })?;
+        let pre = TransformPre::new(pre)
+            .map_err(|e| PluginError::WrongWorld { path: path.to_path_buf(), message: format!("{e:#}") })?;
         Ok(Compiled {
             path: path.to_path_buf(),
             hash,
+            cache,
+            load_time: started.elapsed(),
             pre: pre.instance_pre().clone(),
         })
     }
 
-    fn component(&self, path: &Path, bytes: &[u8], hash: &str) -> Result<Component, PluginError> {
-        let cached = self
-            .cache_dir
-            .as_ref()
-            .map(|d| d.join(format!("{hash}-{}.cwasm", wasmtime_version_tag())));
+    /// The cache file of the component with content hash `hash`, when caching is on.
+    pub fn cache_file(&self, hash: &str) -> Option<PathBuf> {
+        self.cache_dir.as_ref().map(|d| d.join(format!("{hash}-{}.cwasm", wasmtime_version_tag())))
+    }
+
+    fn component(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        hash: &str,
+    ) -> Result<(Component, CacheStatus), PluginError> {
+        let cached = self.cache_file(hash);
         if let Some(c) = &cached
             && c.exists()
         {
             // SAFETY: the file was written by `Component::serialize` of this same wasmtime build (the
             // version tag is in the name) and is keyed by the content hash of the source component.
             match unsafe { Component::deserialize_file(&self.engine, c) } {
-                Ok(comp) => return Ok(comp),
+                Ok(comp) => return Ok((comp, CacheStatus::Hit)),
                 Err(e) => {
                     tracing::warn!(file = %c.display(), error = %e, "ignoring unusable cached plugin")
                 }
@@ -127,26 +132,59 @@ impl Runtime {
                 message: "not a WebAssembly binary (no \\0asm header)".into(),
             });
         }
-        let comp =
-            Component::new(&self.engine, bytes).map_err(|e| PluginError::InvalidComponent {
-                path: path.to_path_buf(),
-                message: format!("{e:#}"),
-            })?;
+        let comp = Component::new(&self.engine, bytes).map_err(|e| PluginError::InvalidComponent {
+            path: path.to_path_buf(),
+            message: format!("{e:#}"),
+        })?;
         if let Some(c) = &cached {
             match comp.serialize() {
                 Ok(data) => {
-                    let tmp = c.with_extension("tmp");
-                    if std::fs::write(&tmp, data)
-                        .and_then(|_| std::fs::rename(&tmp, c))
-                        .is_err()
-                    {
+                    // A name of its own, so concurrent hosts never interleave writes; the rename is atomic.
+                    let tmp = c.with_extension(format!("{}.{}.tmp", std::process::id(), unique()));
+                    if std::fs::write(&tmp, data).and_then(|_| std::fs::rename(&tmp, c)).is_err() {
+                        let _ = std::fs::remove_file(&tmp);
                         tracing::warn!(file = %c.display(), "cannot write the plugin cache");
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot serialize compiled plugin"),
             }
         }
-        Ok(comp)
+        Ok((comp, if cached.is_some() { CacheStatus::Miss } else { CacheStatus::Off }))
+    }
+}
+
+/// A number no other call in this process returns.
+fn unique() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// SHA-256 of a component file, hex: the content part of a plugin's identity and the cache key.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Where a compiled component came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Already loaded by this process (hot reload keeps recent components in memory).
+    Memory,
+    /// Loaded from the on-disk cache (no compilation).
+    Hit,
+    /// Compiled, and written to the cache.
+    Miss,
+    /// Compiled; no cache directory.
+    Off,
+}
+
+impl std::fmt::Display for CacheStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CacheStatus::Memory => "memory",
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Off => "off",
+        })
     }
 }
 
@@ -165,7 +203,23 @@ pub struct Compiled {
     pub path: PathBuf,
     /// SHA-256 of the component file.
     pub hash: String,
+    /// Whether compiling was served by the cache.
+    pub cache: CacheStatus,
+    /// How long compiling (or loading from the cache) and type-checking took.
+    pub load_time: Duration,
     pre: InstancePre<PluginState>,
+}
+
+impl Compiled {
+    /// The same component as already loaded by this process, now found at `path`.
+    pub fn reused(&self, path: &Path) -> Compiled {
+        Compiled {
+            path: path.to_path_buf(),
+            cache: CacheStatus::Memory,
+            load_time: Duration::ZERO,
+            ..self.clone()
+        }
+    }
 }
 
 /// Store limits that remember when they refused memory, so the failure can be named.
@@ -216,10 +270,7 @@ pub struct PluginState {
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -261,11 +312,7 @@ impl Description {
         if d.name.trim().is_empty() {
             return Err("empty name".into());
         }
-        let reads = if d.reads.iter().any(|r| r == "*") {
-            None
-        } else {
-            Some(d.reads)
-        };
+        let reads = if d.reads.iter().any(|r| r == "*") { None } else { Some(d.reads) };
         let mut writes = Vec::with_capacity(d.writes.len());
         for c in d.writes {
             if c.name.trim().is_empty() {
@@ -289,7 +336,7 @@ impl Description {
 }
 
 /// Limits applied to every plugin instance.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub memory_bytes: usize,
     pub deadline: Duration,
@@ -324,55 +371,32 @@ impl Plugin {
         config: Vec<(String, String)>,
         limits: Limits,
     ) -> Result<Self, PluginError> {
-        let file_name = compiled
-            .path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let file_name =
+            compiled.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let (store, bindings, description) = instantiate(&compiled, &file_name, &config, limits)?;
-        Ok(Self {
-            description,
-            compiled,
-            config,
-            limits,
-            instance: Some((store, bindings)),
-        })
+        Ok(Self { description, compiled, config, limits, instance: Some((store, bindings)) })
     }
 
     /// `name@version` and a short content hash.
     pub fn identity(&self) -> String {
-        format!(
-            "{}@{}#{}",
-            self.description.name,
-            self.description.version,
-            &self.compiled.hash[..12]
-        )
+        format!("{}@{}#{}", self.description.name, self.description.version, &self.compiled.hash[..12])
     }
 
     /// Runs `process` on one batch under the deadline.
     pub fn process(&mut self, batch: &w::Batch) -> Result<w::Output, CallError> {
         let name = self.description.name.clone();
-        let err = |message: String| CallError {
-            plugin: name.clone(),
-            message,
-        };
+        let err = |message: String| CallError { plugin: name.clone(), message };
         if self.instance.is_none() {
-            let (store, bindings, _) = instantiate(
-                &self.compiled,
-                &self.description.name,
-                &self.config,
-                self.limits,
-            )
-            .map_err(|e| err(format!("cannot restart after an earlier failure: {e}")))?;
+            let (store, bindings, _) =
+                instantiate(&self.compiled, &self.description.name, &self.config, self.limits)
+                    .map_err(|e| err(format!("cannot restart after an earlier failure: {e}")))?;
             self.instance = Some((store, bindings));
         }
         let (store, bindings) = self.instance.as_mut().expect("instance present");
         store.data_mut().log_lines = 0;
         let ticks = (self.limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1;
         store.set_epoch_deadline(ticks);
-        let result = bindings
-            .cdc_transform_transformer()
-            .call_process(&mut *store, batch);
+        let result = bindings.cdc_transform_transformer().call_process(&mut *store, batch);
         let suppressed = std::mem::take(&mut store.data_mut().log_suppressed);
         if suppressed > 0 {
             tracing::warn!(plugin = %name, suppressed, "plugin log lines over the per-batch limit were dropped");
@@ -422,10 +446,7 @@ fn instantiate(
         wasi: WasiCtx::builder().build(),
         table: ResourceTable::new(),
         limiter: Limiter {
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .instances(16)
-                .build(),
+            limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(16).build(),
             memory_denied: false,
         },
         name: Arc::from(name),
@@ -438,38 +459,25 @@ fn instantiate(
     let ticks = (limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1;
     store.set_epoch_deadline(ticks);
     let path = compiled.path.clone();
-    let instance =
-        compiled
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| PluginError::InvalidComponent {
-                path: path.clone(),
-                message: format!("cannot instantiate: {e:#}"),
-            })?;
-    let bindings = Transform::new(&mut store, &instance).map_err(|e| PluginError::WrongWorld {
+    let instance = compiled.pre.instantiate(&mut store).map_err(|e| PluginError::InvalidComponent {
         path: path.clone(),
-        message: format!("{e:#}"),
+        message: format!("cannot instantiate: {e:#}"),
     })?;
+    let bindings = Transform::new(&mut store, &instance)
+        .map_err(|e| PluginError::WrongWorld { path: path.clone(), message: format!("{e:#}") })?;
     let guest = bindings.cdc_transform_transformer();
-    let desc = guest
-        .call_describe(&mut store)
-        .map_err(|e| PluginError::Description {
-            plugin: name.to_string(),
-            message: describe_trap(&e, limits, store.data().limiter.memory_denied),
-        })?;
-    let description = Description::from_wit(desc).map_err(|message| PluginError::Description {
+    let desc = guest.call_describe(&mut store).map_err(|e| PluginError::Description {
         plugin: name.to_string(),
-        message,
+        message: describe_trap(&e, limits, store.data().limiter.memory_denied),
     })?;
+    let description = Description::from_wit(desc)
+        .map_err(|message| PluginError::Description { plugin: name.to_string(), message })?;
     store.data_mut().name = Arc::from(description.name.as_str());
     store.set_epoch_deadline(ticks);
     match guest.call_configure(&mut store, config) {
         Ok(Ok(())) => {}
         Ok(Err(message)) => {
-            return Err(PluginError::Configure {
-                plugin: description.name,
-                message,
-            });
+            return Err(PluginError::Configure { plugin: description.name, message });
         }
         Err(e) => {
             return Err(PluginError::Configure {
