@@ -60,12 +60,8 @@ fn check_replay(setting: &str) -> BTreeSet<String> {
     assert_eq!(table["num_rows"], 15);
 
     // Table shape: plugin columns present, their sources removed, metadata columns added.
-    let columns: Vec<&str> = table["schema"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["name"].as_str().unwrap())
-        .collect();
+    let columns: Vec<&str> =
+        table["schema"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
     for c in [
         "customer_id",
         "email",
@@ -77,27 +73,14 @@ fn check_replay(setting: &str) -> BTreeSet<String> {
     ] {
         assert!(columns.contains(&c), "missing column {c}: {columns:?}");
     }
-    for c in [
-        "_ingestion_timestamp",
-        "_source_system",
-        "_cdc_operation",
-        "_pipeline_id",
-    ] {
+    for c in ["_ingestion_timestamp", "_source_system", "_cdc_operation", "_pipeline_id"] {
         assert!(columns.contains(&c), "missing metadata column {c}");
     }
     for c in ["first_name", "last_name", "city", "state", "country"] {
-        assert!(
-            !columns.contains(&c),
-            "column {c} should have been removed by the plugins"
-        );
+        assert!(!columns.contains(&c), "column {c} should have been removed by the plugins");
     }
     let ty = |name: &str| {
-        table["schema"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["name"] == name)
-            .unwrap()["type"]
+        table["schema"].as_array().unwrap().iter().find(|f| f["name"] == name).unwrap()["type"]
             .as_str()
             .unwrap()
             .to_string()
@@ -126,52 +109,22 @@ fn check_replay(setting: &str) -> BTreeSet<String> {
             && chain.contains(",business-rules@"),
         "{chain}"
     );
-    assert!(
-        snap["cdc-host.positions.postgres-to-iceberg"]
-            .as_str()
-            .unwrap()
-            .contains(":25}"),
-        "{snap}"
-    );
+    assert!(snap["cdc-host.positions.postgres-to-iceberg"].as_str().unwrap().contains(":25}"), "{snap}");
 
     // Values.
     for r in &rows {
-        assert_ne!(
-            s(r, "_cdc_operation"),
-            Some("DELETE"),
-            "the analytics table keeps no delete rows"
-        );
+        assert_ne!(s(r, "_cdc_operation"), Some("DELETE"), "the analytics table keeps no delete rows");
         assert_eq!(s(r, "_source_system"), Some("postgres_cdc"));
         assert_eq!(s(r, "_pipeline_id"), Some("postgres-to-iceberg"));
         assert!(s(r, "email").is_some_and(|e| e.contains('@')));
-        assert!(
-            !r["notes"]
-                .as_str()
-                .is_some_and(|n| n.contains("__debezium_unavailable_value"))
-        );
+        assert!(!r["notes"].as_str().is_some_and(|n| n.contains("__debezium_unavailable_value")));
     }
     let alice = customer(&rows, 1);
     assert_eq!(alice.len(), 3);
-    assert!(
-        alice
-            .iter()
-            .all(|r| s(r, "full_name") == Some("Alice Anderson"))
-    );
-    assert!(
-        alice
-            .iter()
-            .all(|r| s(r, "registration_date") == Some("2023-01-15"))
-    );
-    let mut seen: Vec<(Option<&str>, Option<&str>, Option<&str>)> = alice
-        .iter()
-        .map(|r| {
-            (
-                s(r, "_cdc_operation"),
-                s(r, "location"),
-                s(r, "lifetime_value"),
-            )
-        })
-        .collect();
+    assert!(alice.iter().all(|r| s(r, "full_name") == Some("Alice Anderson")));
+    assert!(alice.iter().all(|r| s(r, "registration_date") == Some("2023-01-15")));
+    let mut seen: Vec<(Option<&str>, Option<&str>, Option<&str>)> =
+        alice.iter().map(|r| (s(r, "_cdc_operation"), s(r, "location"), s(r, "lifetime_value"))).collect();
     seen.sort();
     assert_eq!(
         seen,
@@ -185,30 +138,15 @@ fn check_replay(setting: &str) -> BTreeSet<String> {
     let mut bob_values: Vec<_> = bob.iter().map(|r| s(r, "lifetime_value")).collect();
     bob_values.sort();
     assert_eq!(bob_values, vec![Some("1300.10"), Some("99.90")]);
-    assert_eq!(
-        customer(&rows, 3).len(),
-        1,
-        "carol's snapshot row stays; her delete is dropped"
-    );
+    assert_eq!(customer(&rows, 3).len(), 1, "carol's snapshot row stays; her delete is dropped");
     assert_eq!(s(customer(&rows, 3)[0], "lifetime_value"), Some("0.00"));
     let dave = customer(&rows, 4);
     assert_eq!(dave.len(), 1);
-    assert_eq!(
-        s(dave[0], "location"),
-        Some("Paris, FR"),
-        "null state skipped"
-    );
+    assert_eq!(s(dave[0], "location"), Some("Paris, FR"), "null state skipped");
     assert_eq!(s(dave[0], "lifetime_value"), Some("9999999999.99"));
     assert_eq!(s(dave[0], "registration_date"), Some("1999-12-31"));
-    assert_eq!(
-        customer(&rows, 104).len(),
-        1,
-        "the new key of the primary-key change"
-    );
-    assert!(
-        customer(&rows, 5).is_empty(),
-        "eve's negative lifetime_value is rejected"
-    );
+    assert_eq!(customer(&rows, 104).len(), 1, "the new key of the primary-key change");
+    assert!(customer(&rows, 5).is_empty(), "eve's negative lifetime_value is rejected");
     let grace = customer(&rows, 7);
     assert_eq!(grace.len(), 1);
     assert!(grace[0]["lifetime_value"].is_null() && grace[0]["registration_date"].is_null());
@@ -217,16 +155,10 @@ fn check_replay(setting: &str) -> BTreeSet<String> {
     let ivan = customer(&rows, 10);
     assert_eq!(ivan.len(), 3);
     let toasted: Vec<_> = ivan.iter().filter(|r| r["notes"].is_null()).collect();
-    assert_eq!(
-        toasted.len(),
-        1,
-        "exactly the update that did not touch notes has it null"
-    );
+    assert_eq!(toasted.len(), 1, "exactly the update that did not touch notes has it null");
     assert_eq!(s(toasted[0], "location"), Some("Plovdiv, BG"));
     assert!(
-        ivan.iter()
-            .filter(|r| !r["notes"].is_null())
-            .all(|r| s(r, "notes").unwrap().starts_with("BIGNOTE"))
+        ivan.iter().filter(|r| !r["notes"].is_null()).all(|r| s(r, "notes").unwrap().starts_with("BIGNOTE"))
     );
     let created = s(alice[0], "created_at").unwrap();
     assert_eq!(created, "2024-03-01T10:15:30.123456+00:00");
@@ -278,12 +210,9 @@ fn converter_settings_agree_row_for_row() {
 fn bare_envelopes_and_stdin_are_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let src =
-        std::fs::read_to_string(fixtures().join("schemas_false__decimal_precise/insert.ndjson"))
-            .unwrap();
-    let bare: String = src
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["value"].to_string() + "\n")
-        .collect();
+        std::fs::read_to_string(fixtures().join("schemas_false__decimal_precise/insert.ndjson")).unwrap();
+    let bare: String =
+        src.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["value"].to_string() + "\n").collect();
     let input = dir.path().join("bare.ndjson");
     std::fs::write(&input, bare).unwrap();
     let wh = dir.path().join("wh");
@@ -300,10 +229,7 @@ fn bare_envelopes_and_stdin_are_accepted() {
     );
     assert_eq!(summary["rows_committed"], 3);
     let rows_read = read_table(&wh, TABLE);
-    let mut names: Vec<_> = rows(&rows_read)
-        .iter()
-        .map(|r| s(r, "full_name").unwrap().to_string())
-        .collect();
+    let mut names: Vec<_> = rows(&rows_read).iter().map(|r| s(r, "full_name").unwrap().to_string()).collect();
     names.sort();
     assert_eq!(names, vec!["Frank Fischer", "Grace Garcia", "Judy Jones"]);
 }

@@ -158,7 +158,11 @@ fn config(common: &Common, run: &RunArgs) -> Result<Config> {
 
 fn init_logging(json: bool) {
     let filter = EnvFilter::try_from_env("CDC_HOST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     if json {
         builder.json().init();
     } else {

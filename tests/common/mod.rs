@@ -10,10 +10,7 @@ use serde_json::Value;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
 }
 
 /// The shipped plugins directory; fails with the fix when the components are not built.
@@ -31,11 +28,7 @@ pub fn plugins_dir() -> PathBuf {
 /// A test-only component, built by scripts/build-plugins into tests/plugins/.
 pub fn test_plugin(name: &str) -> PathBuf {
     let p = repo().join("tests/plugins").join(format!("{name}.wasm"));
-    assert!(
-        p.is_file(),
-        "{} is missing: run scripts/build-plugins",
-        p.display()
-    );
+    assert!(p.is_file(), "{} is missing: run scripts/build-plugins", p.display());
     p
 }
 
@@ -61,20 +54,15 @@ pub const SCENARIOS: [&str; 10] = [
 ];
 
 /// The three converter settings the fixtures were captured with.
-pub const SETTINGS: [&str; 3] = [
-    "schemas_false__decimal_precise",
-    "schemas_true__decimal_precise",
-    "schemas_true__decimal_string",
-];
+pub const SETTINGS: [&str; 3] =
+    ["schemas_false__decimal_precise", "schemas_true__decimal_precise", "schemas_true__decimal_string"];
 
 /// Every scenario of one setting, concatenated in order, written to `dir/events.ndjson`.
 pub fn all_scenarios(setting: &str, dir: &Path) -> PathBuf {
     let mut text = String::new();
     for s in SCENARIOS {
         let f = fixtures().join(setting).join(format!("{s}.ndjson"));
-        text.push_str(
-            &std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display())),
-        );
+        text.push_str(&std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display())));
         if !text.ends_with('\n') {
             text.push('\n');
         }
@@ -90,43 +78,37 @@ pub fn python() -> PathBuf {
         return p.into();
     }
     let venv = repo().join(".venv/bin/python");
-    assert!(
-        venv.is_file(),
-        "no .venv with pyiceberg: run scripts/setup (the test command in README does)"
-    );
+    assert!(venv.is_file(), "no .venv with pyiceberg: run scripts/setup (the test command in README does)");
     venv
 }
 
 /// Runs `cdc-host` with `args` in `dir`. Compiled plugins are cached under `target/` (keyed by content
 /// hash, so sharing the cache between tests is safe).
 pub fn host(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cdc-host"))
-        .args(args)
-        .current_dir(dir)
+    host_command(dir).args(args).output().expect("run cdc-host")
+}
+
+/// The `cdc-host` command as [`host`] runs it (shared compile cache, `info` logs, no `ICEBERG_*`
+/// variables), in `dir`, for tests that drive it while it runs.
+pub fn host_command(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdc-host"));
+    cmd.current_dir(dir)
         .env("XDG_CACHE_HOME", repo().join("target/test-cache"))
-        .env("CDC_HOST_LOG", "info")
+        .env("CDC_HOST_LOG", std::env::var("CDC_TEST_HOST_LOG").unwrap_or_else(|_| "info".into()))
         .env_remove("ICEBERG_WAREHOUSE")
         .env_remove("ICEBERG_TABLE")
         .env_remove("ICEBERG_NAMESPACE")
-        .env_remove("ICEBERG_CATALOG")
-        .output()
-        .expect("run cdc-host")
+        .env_remove("ICEBERG_CATALOG");
+    cmd
 }
 
 /// Runs `cdc-host`, asserts it succeeded, and returns its JSON summary.
 pub fn host_ok(dir: &Path, args: &[&str]) -> Value {
     let out = host(dir, args);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "cdc-host {args:?} failed ({}):\n{stderr}",
-        out.status
-    );
+    assert!(out.status.success(), "cdc-host {args:?} failed ({}):\n{stderr}", out.status);
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "summary is not JSON ({e}): {}\n{stderr}",
-            String::from_utf8_lossy(&out.stdout)
-        )
+        panic!("summary is not JSON ({e}): {}\n{stderr}", String::from_utf8_lossy(&out.stdout))
     })
 }
 
@@ -143,11 +125,35 @@ pub fn host_err(dir: &Path, args: &[&str]) -> String {
 
 /// Reads `namespace.table` from the warehouse with pyiceberg.
 pub fn read_table(warehouse: &Path, table: &str) -> Value {
+    read_table_columns(warehouse, table, &[])
+}
+
+/// Like [`read_table`], for tables that may not exist yet.
+pub fn try_read_table(warehouse: &Path, table: &str) -> Result<Value, String> {
     let out = Command::new(python())
         .arg(repo().join("tests/read_table.py"))
         .args(["--warehouse", warehouse.to_str().unwrap(), "--table", table])
         .output()
         .expect("run python");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&out.stdout).expect("reader output is JSON"))
+}
+
+/// Like [`read_table`], reading only `columns` of each row (all when empty): fast for large tables.
+pub fn read_table_columns(warehouse: &Path, table: &str, columns: &[&str]) -> Value {
+    let mut cmd = Command::new(python());
+    cmd.arg(repo().join("tests/read_table.py")).args([
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+        "--table",
+        table,
+    ]);
+    if !columns.is_empty() {
+        cmd.args(["--columns", &columns.join(",")]);
+    }
+    let out = cmd.output().expect("run python");
     assert!(
         out.status.success(),
         "pyiceberg could not read {table}: {}",
@@ -158,12 +164,7 @@ pub fn read_table(warehouse: &Path, table: &str) -> Value {
 
 /// The rows of a table read back, as JSON objects.
 pub fn rows(table: &Value) -> Vec<&serde_json::Map<String, Value>> {
-    table["rows"]
-        .as_array()
-        .expect("rows")
-        .iter()
-        .map(|r| r.as_object().expect("row object"))
-        .collect()
+    table["rows"].as_array().expect("rows").iter().map(|r| r.as_object().expect("row object")).collect()
 }
 
 /// Rows of customer `id`, in `_cdc_operation` then input order is not guaranteed: sorted by a stable key.
@@ -171,10 +172,7 @@ pub fn customer<'a>(
     rows: &[&'a serde_json::Map<String, Value>],
     id: i64,
 ) -> Vec<&'a serde_json::Map<String, Value>> {
-    rows.iter()
-        .filter(|r| r["customer_id"].as_i64() == Some(id))
-        .copied()
-        .collect()
+    rows.iter().filter(|r| r["customer_id"].as_i64() == Some(id)).copied().collect()
 }
 
 /// Writes a config file: the shipped one with its chain replaced by `chain` (TOML).
@@ -187,10 +185,8 @@ pub fn config_with_chain(dir: &Path, chain: &str) -> PathBuf {
 pub fn config_with(dir: &Path, chain: &str, settings: &[(&str, &str)]) -> PathBuf {
     let mut shipped = std::fs::read_to_string(repo().join("config/cdc-host.toml")).unwrap();
     for (from, to) in settings {
-        let line = shipped
-            .lines()
-            .find(|l| l.starts_with(from))
-            .unwrap_or_else(|| panic!("no `{from}` in config"));
+        let line =
+            shipped.lines().find(|l| l.starts_with(from)).unwrap_or_else(|| panic!("no `{from}` in config"));
         shipped = shipped.replace(line, to);
     }
     let mut out = String::new();

@@ -73,6 +73,13 @@ pub async fn commit(
     let mut attempt = 0;
     loop {
         attempt += 1;
+        if !req.starts.is_empty() {
+            // Fencing needs what the catalog holds now, not this writer's last view of the table.
+            table = catalog.load_table(table.identifier()).await.map_err(|source| SinkError::Catalog {
+                context: format!("reloading {name} before committing"),
+                source: Box::new(source),
+            })?;
+        }
         let overlap = overlaps(&table, &req.pipeline_id, &req.starts);
         if !overlap.is_empty() {
             return Err(SinkError::Fenced { table: name, streams: overlap.join(", ") });

@@ -342,14 +342,15 @@ impl Source for KafkaSource {
             if now >= deadline {
                 break;
             }
-            let Some(polled) = self.consumer.poll(deadline - now) else { break };
+            let polled = self.consumer.poll(deadline - now);
             if std::mem::take(&mut self.shared.lock().expect("kafka state").revoked) {
-                // Partitions changed hands: what was polled but not handed over is read again by
-                // whoever owns the partitions now, from the table's positions.
+                // Partitions changed hands inside that poll: what was polled before is not ours to
+                // hand over any more; whoever owns the partitions now reads it from the table's positions.
                 out.clear();
                 out.streams.clear();
                 self.streams.clear();
             }
+            let Some(polled) = polled else { break };
             match polled {
                 Ok(m) => {
                     self.last_error = None;

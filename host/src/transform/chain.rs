@@ -53,6 +53,10 @@ pub trait Stage: Send {
     fn compiled(&self) -> Option<&Compiled> {
         None
     }
+    /// A short digest of the stage's configuration, if it has one.
+    fn config_digest(&self) -> Option<String> {
+        None
+    }
 }
 
 impl Stage for Plugin {
@@ -70,6 +74,9 @@ impl Stage for Plugin {
     }
     fn compiled(&self) -> Option<&Compiled> {
         Some(&self.compiled)
+    }
+    fn config_digest(&self) -> Option<String> {
+        Plugin::config_digest(self)
     }
 }
 
@@ -255,19 +262,25 @@ impl Chain {
         &self.stages
     }
 
-    /// Identities of the stages, comma separated (recorded in snapshot summaries); a quarantined stage
-    /// that events pass through carries [`QUARANTINED_MARK`].
+    /// Identities of the stages, comma separated (recorded in snapshot summaries): `name@version#hash`,
+    /// then `/cfg:<digest>` for a configured stage and [`QUARANTINED_MARK`] for a quarantined one that
+    /// events pass through.
     pub fn identity(&self) -> String {
-        self.stages
-            .iter()
-            .zip(&self.health)
-            .map(
-                |(s, h)| {
-                    if h.quarantined { format!("{}{QUARANTINED_MARK}", s.identity()) } else { s.identity() }
-                },
-            )
-            .collect::<Vec<_>>()
-            .join(",")
+        let mut out = String::new();
+        for (i, (s, h)) in self.stages.iter().zip(&self.health).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&s.identity());
+            if let Some(d) = s.config_digest() {
+                out.push_str("/cfg:");
+                out.push_str(&d);
+            }
+            if h.quarantined {
+                out.push_str(QUARANTINED_MARK);
+            }
+        }
+        out
     }
 
     /// Columns the chain adds, in order, with their types (for shaping the table).
@@ -545,4 +558,136 @@ fn apply_output(d: &Description, batch: &mut ChangeBatch, out: w::Output) -> Res
     }
     batch.retain(&keep).map_err(|e| bad(format!("cannot filter the batch: {e}")))?;
     Ok(Applied { dropped, rejected })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::{SourceInfo, TableRef};
+
+    /// A stage that fails where `script` says so (cycling), keeping every event otherwise.
+    struct Scripted {
+        d: Description,
+        script: Vec<bool>,
+        calls: Arc<AtomicUsize>,
+    }
+
+    impl Stage for Scripted {
+        fn description(&self) -> &Description {
+            &self.d
+        }
+        fn identity(&self) -> String {
+            "flaky@1.0.0#000000000000".into()
+        }
+        fn origin(&self) -> String {
+            "test".into()
+        }
+        fn process(&mut self, batch: w::Batch) -> Result<w::Output, CallError> {
+            let call = self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.script[call % self.script.len()] {
+                return Err(CallError { plugin: "flaky".into(), message: "boom".into() });
+            }
+            Ok(w::Output {
+                outcomes: batch.ops.iter().map(|_| w::Outcome::Keep).collect(),
+                writes: Vec::new(),
+            })
+        }
+    }
+
+    fn chain(script: &[bool], sup: Supervision) -> (Chain, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let d = Description {
+            name: "flaky".into(),
+            version: "1.0.0".into(),
+            reads: Some(Vec::new()),
+            reads_before: false,
+            writes: Vec::new(),
+            removes: Vec::new(),
+        };
+        let stage = Scripted { d, script: script.to_vec(), calls: calls.clone() };
+        (Chain::from_stages(vec![Box::new(stage)]).with_supervision(sup), calls)
+    }
+
+    fn batch(n: usize) -> ChangeBatch {
+        let source = SourceInfo { table: 0, lsn: None, txid: None, ts_ms: 0, snapshot: false };
+        ChangeBatch {
+            ops: vec![Op::Create; n],
+            sources: vec![source; n],
+            tables: vec![TableRef { schema: "public".into(), table: "t".into() }],
+            origins: (0..n as u32).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn run(chain: &mut Chain) -> (ChainStats, Vec<DeadLetter>, usize) {
+        let mut b = batch(3);
+        let mut dead = Vec::new();
+        let stats = chain.apply(&mut b, &mut dead);
+        (stats, dead, b.len())
+    }
+
+    #[test]
+    fn quarantined_plugin_is_passed_by() {
+        let metrics = Metrics::new();
+        let sup = Supervision {
+            quarantine_after: 2,
+            on_quarantine: OnQuarantine::PassThrough,
+            metrics: Some(metrics.clone()),
+            halt: Halt::default(),
+        };
+        let (mut chain, calls) = chain(&[true], sup);
+        for _ in 0..2 {
+            let (stats, dead, kept) = run(&mut chain);
+            assert_eq!((stats.plugin_failures, dead.len(), kept), (1, 3, 0));
+        }
+        assert_eq!(chain.quarantined(), ["flaky"]);
+        assert_eq!(chain.health().quarantined(), 1);
+        assert_eq!(chain.identity(), format!("flaky@1.0.0#000000000000{QUARANTINED_MARK}"));
+        let (stats, dead, kept) = run(&mut chain);
+        assert_eq!((stats.plugin_failures, dead.len(), kept), (0, 0, 3), "events flow on unchanged");
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "a quarantined plugin is not called");
+        let m = &metrics.plugins;
+        assert_eq!(m.quarantines.with_label_values(&["flaky"]).get(), 1);
+        assert_eq!(m.skipped_batches.with_label_values(&["flaky"]).get(), 1);
+        assert_eq!(m.quarantined.get(), 1);
+    }
+
+    #[test]
+    fn only_consecutive_failures_count() {
+        let sup = Supervision { quarantine_after: 2, ..Default::default() };
+        let (mut chain, _) = chain(&[true, false], sup);
+        for _ in 0..10 {
+            run(&mut chain);
+        }
+        assert!(chain.quarantined().is_empty());
+        let (mut never, _) = self::chain(&[true], Supervision::default());
+        for _ in 0..10 {
+            assert_eq!(run(&mut never).0.plugin_failures, 1);
+        }
+        assert!(never.quarantined().is_empty(), "quarantine_after = 0 never quarantines");
+    }
+
+    #[test]
+    fn stop_policy_halts_and_refuses_further_batches() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let halt = Halt::new(stop.clone());
+        let sup = Supervision {
+            quarantine_after: 1,
+            on_quarantine: OnQuarantine::Stop,
+            metrics: None,
+            halt: halt.clone(),
+        };
+        let (mut chain, calls) = chain(&[true], sup);
+        run(&mut chain);
+        assert!(stop.load(Ordering::SeqCst));
+        match halt.take_reason() {
+            Some(PluginError::Quarantined { plugin, failures, reason }) => {
+                assert_eq!((plugin.as_str(), failures, reason.as_str()), ("flaky", 1, "boom"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let (stats, dead, kept) = run(&mut chain);
+        assert_eq!((stats.failed, kept, calls.load(Ordering::SeqCst)), (3, 0, 1));
+        assert!(dead.iter().all(|d| d.reason.contains("quarantined")));
+    }
 }

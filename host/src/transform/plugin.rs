@@ -382,6 +382,22 @@ impl Plugin {
         format!("{}@{}#{}", self.description.name, self.description.version, &self.compiled.hash[..12])
     }
 
+    /// A short digest of the configuration, when there is one (two configurations of the same
+    /// component are different transforms).
+    pub fn config_digest(&self) -> Option<String> {
+        if self.config.is_empty() {
+            return None;
+        }
+        let mut h = Sha256::new();
+        for (k, v) in &self.config {
+            h.update((k.len() as u64).to_le_bytes());
+            h.update(k.as_bytes());
+            h.update((v.len() as u64).to_le_bytes());
+            h.update(v.as_bytes());
+        }
+        Some(hex(&h.finalize()[..4]))
+    }
+
     /// Runs `process` on one batch under the deadline.
     pub fn process(&mut self, batch: &w::Batch) -> Result<w::Output, CallError> {
         let name = self.description.name.clone();

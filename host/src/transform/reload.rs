@@ -26,11 +26,14 @@ use crate::metrics::Metrics;
 /// versions does not even read the disk cache.
 const RECENT_CHAINS: usize = 2;
 
+/// One chain entry as loaded: file, content hash, configuration.
+type EntryPrint = (PathBuf, String, Vec<(String, String)>);
+
 /// Everything a chain is built from: equal fingerprints build equal chains.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Fingerprint {
-    /// (file, content hash, configuration) per entry, in order.
-    entries: Vec<(PathBuf, String, Vec<(String, String)>)>,
+    /// Per entry, in order.
+    entries: Vec<EntryPrint>,
     limits: Limits,
     quarantine_after: u32,
     on_quarantine: OnQuarantine,
@@ -331,7 +334,10 @@ impl Watch {
         loop {
             let changed_at = loop {
                 match rx.recv() {
-                    Ok(Ok(ev)) if self.relevant(&ev) => break Instant::now(),
+                    Ok(Ok(ev)) if self.relevant(&ev) => {
+                        tracing::debug!(event = ?ev, "plugin or config change");
+                        break Instant::now();
+                    }
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => tracing::warn!(error = %e, "watching plugin files"),
                     Err(_) => return, // the reloader is gone
@@ -411,16 +417,18 @@ impl Watch {
         let identity = chain.identity();
         self.active = fingerprint;
         self.active_health = chain.health();
-        tracing::info!(
-            chain = %identity,
-            prepare_ms = started.elapsed().as_millis() as u64,
-            "new plugin chain validated; it takes over at the next batch boundary"
-        );
+        let prepare_ms = started.elapsed().as_millis() as u64;
         let superseded = self.slot.lock().unwrap_or_else(PoisonError::into_inner).replace(Prepared {
             chain,
-            identity,
+            identity: identity.clone(),
             changed_at,
         });
+        // Logged once the pipeline can take it.
+        tracing::info!(
+            chain = %identity,
+            prepare_ms,
+            "new plugin chain validated; it takes over at the next batch boundary"
+        );
         if let Some(old) = superseded {
             tracing::info!(chain = %old.identity, "a validated chain was replaced by a newer one before it ran");
             self.metrics.plugins.reloads.with_label_values(&["superseded"]).inc();

@@ -16,6 +16,9 @@
 //!   version processed a row. `_plugin_stamp` is always declared (the description cannot depend on
 //!   configuration); without `stamp` it is null.
 //! - `huge_bytes` (optional): reason size for `huge`.
+//! - `after` (optional, default 0): the first `after` batches of an instance are passed (as in
+//!   `pass`); the mode acts from the next one on. A fresh instance (the host makes one after a trap)
+//!   counts from zero again.
 //!
 //! The misbehaving modes act at the start of `process`, even for an empty batch.
 
@@ -68,6 +71,9 @@ pub struct Hostile {
     mode: Mode,
     stamp: Option<String>,
     huge_bytes: usize,
+    after: u64,
+    /// Batches processed by this instance.
+    calls: std::cell::Cell<u64>,
 }
 
 impl Hostile {
@@ -75,28 +81,25 @@ impl Hostile {
     pub fn mode(&self) -> Mode {
         self.mode
     }
+
+    /// Whether the mode acts on the current batch (the first `after` batches are passed).
+    fn misbehaving(&self) -> bool {
+        self.calls.get() > self.after
+    }
 }
 
 impl Transform for Hostile {
     fn describe() -> Description {
-        Description::new("hostile", env!("CARGO_PKG_VERSION"))
-            .writes([ColumnDef::text(STAMP_COLUMN).doc(
-                "the `stamp` configuration value, to tell which plugin version processed a row",
-            )])
+        Description::new("hostile", env!("CARGO_PKG_VERSION")).writes([ColumnDef::text(STAMP_COLUMN)
+            .doc("the `stamp` configuration value, to tell which plugin version processed a row")])
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
         let raw = config.get_or("mode", "pass");
-        let mode = Mode::ALL
-            .iter()
-            .find(|(name, _)| *name == raw.trim())
-            .map(|(_, m)| *m)
-            .ok_or_else(|| {
+        let mode =
+            Mode::ALL.iter().find(|(name, _)| *name == raw.trim()).map(|(_, m)| *m).ok_or_else(|| {
                 let known: Vec<_> = Mode::ALL.iter().map(|(n, _)| *n).collect();
-                format!(
-                    "config key `mode`: invalid value `{raw}`: expected one of {}",
-                    known.join(", ")
-                )
+                format!("config key `mode`: invalid value `{raw}`: expected one of {}", known.join(", "))
             })?;
         if mode == Mode::BadConfig {
             return Err("mode bad-config always fails".to_owned());
@@ -105,6 +108,8 @@ impl Transform for Hostile {
             mode,
             stamp: config.get("stamp").map(str::to_owned),
             huge_bytes: config.parse_or("huge_bytes", DEFAULT_HUGE_BYTES)?,
+            after: config.parse_or("after", 0)?,
+            calls: std::cell::Cell::new(0),
         };
         // Exercises the host's `log` import.
         cdc_sdk::log::info(&format!(
@@ -116,7 +121,7 @@ impl Transform for Hostile {
 
     fn apply(&self, event: &mut Event<'_>) -> Outcome {
         match self.mode {
-            Mode::Huge => Outcome::Reject("x".repeat(self.huge_bytes)),
+            Mode::Huge if self.misbehaving() => Outcome::Reject("x".repeat(self.huge_bytes)),
             _ => {
                 if let Some(stamp) = &self.stamp {
                     event.set(STAMP_COLUMN, stamp.as_str());
@@ -159,7 +164,12 @@ fn unreachable_instruction() -> ! {
 ///
 /// Natively, `trap` panics, `unreachable` aborts the process, and `loop`/`alloc` never return.
 pub fn process(runner: &Runner<Hostile>, batch: &wit::Batch) -> wit::Output {
-    match runner.transform().mode {
+    let hostile = runner.transform();
+    hostile.calls.set(hostile.calls.get() + 1);
+    if !hostile.misbehaving() {
+        return runner.process(batch);
+    }
+    match hostile.mode {
         Mode::Trap => panic!("hostile plugin: mode trap"),
         Mode::Unreachable => unreachable_instruction(),
         Mode::Loop => spin(),
@@ -178,9 +188,7 @@ pub fn process(runner: &Runner<Hostile>, batch: &wit::Batch) -> wit::Output {
 mod component {
     use std::cell::RefCell;
 
-    use cdc_sdk::bindings::exports::cdc::transform::transformer::{
-        Batch, Description, Guest, Output,
-    };
+    use cdc_sdk::bindings::exports::cdc::transform::transformer::{Batch, Description, Guest, Output};
     use cdc_sdk::{Config, Runner, Transform};
 
     use super::Hostile;
@@ -249,22 +257,24 @@ mod tests {
 
     #[test]
     fn stamp_is_written_on_kept_events() {
-        let r = testing::run_with::<Hostile>(
-            &[("stamp", "v2")],
-            [TestEvent::create(), TestEvent::update()],
-        );
-        assert!(
-            r.iter()
-                .all(|r| r.is_keep() && r.text(STAMP_COLUMN) == Some("v2"))
-        );
+        let r = testing::run_with::<Hostile>(&[("stamp", "v2")], [TestEvent::create(), TestEvent::update()]);
+        assert!(r.iter().all(|r| r.is_keep() && r.text(STAMP_COLUMN) == Some("v2")));
+    }
+
+    #[test]
+    fn after_passes_the_first_batches() {
+        let r = runner(&[("mode", "wrong-length"), ("after", "2")]);
+        assert_eq!(process(&r, &batch(4)).outcomes.len(), 4);
+        assert_eq!(process(&r, &batch(4)).outcomes.len(), 4);
+        assert_eq!(process(&r, &batch(4)).outcomes.len(), 2);
+        assert_eq!(process(&r, &batch(4)).outcomes.len(), 2);
+        let e = testing::configure::<Hostile>(&[("after", "soon")]).unwrap_err();
+        assert!(e.contains("`after`"), "{e}");
     }
 
     #[test]
     fn wrong_length_returns_fewer_outcomes() {
-        let out = process(
-            &runner(&[("mode", "wrong-length"), ("stamp", "s")]),
-            &batch(5),
-        );
+        let out = process(&runner(&[("mode", "wrong-length"), ("stamp", "s")]), &batch(5));
         assert_eq!(out.outcomes.len(), 2);
         assert_eq!(out.writes[0].present.len(), 5);
         let out = process(&runner(&[("mode", "wrong-length")]), &batch(1));
@@ -273,10 +283,7 @@ mod tests {
 
     #[test]
     fn huge_rejects_with_enormous_reasons() {
-        let out = process(
-            &runner(&[("mode", "huge"), ("huge_bytes", "1000")]),
-            &batch(2),
-        );
+        let out = process(&runner(&[("mode", "huge"), ("huge_bytes", "1000")]), &batch(2));
         for o in &out.outcomes {
             match o {
                 wit::Outcome::Reject(r) => assert_eq!(r.len(), 1000),
@@ -302,12 +309,7 @@ mod tests {
         assert!(e.contains("`huge_bytes`") && e.contains("big"), "{e}");
         for (name, mode) in Mode::ALL {
             if mode != Mode::BadConfig {
-                assert_eq!(
-                    testing::configure::<Hostile>(&[("mode", name)])
-                        .unwrap()
-                        .mode(),
-                    mode
-                );
+                assert_eq!(testing::configure::<Hostile>(&[("mode", name)]).unwrap().mode(), mode);
             }
         }
     }

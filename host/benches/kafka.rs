@@ -1,0 +1,218 @@
+//! Kafka benchmark against the local stack (`scripts/stack up` first; run in release:
+//! `cargo bench -p cdc-host --bench kafka`).
+//!
+//! (a) Drain: pre-loads ≥ 1M Debezium records (generated from the fixtures) into a fresh topic and
+//!     measures the host draining it in batch mode: events/s and peak RSS.
+//! (b) Freshness: drives a steady 5k changes/s through PostgreSQL → Debezium → Kafka into a streaming
+//!     host and reports PostgreSQL commit → row visible in Iceberg (the snapshot that holds it), p50/p95.
+//!
+//! `CDC_BENCH_EVENTS` (default 1,000,000), `CDC_BENCH_FRESHNESS_SECONDS` (default 60). Results go to
+//! `target/bench/kafka.json`.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn stack_env(key: &str) -> String {
+    let out = Command::new(repo().join("scripts/stack")).arg("env").output().expect("scripts/stack env");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.to_string())
+        .expect("stack env")
+}
+
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Runs the host to completion, sampling its peak RSS; returns (seconds, peak MB, stdout).
+fn run_host(args: &[&str], dir: &Path) -> (f64, f64, String) {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cdc-host"))
+        .args(args)
+        .current_dir(dir)
+        .env("CDC_HOST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start cdc-host");
+    let pid = child.id();
+    let mut peak: f64 = 0.0;
+    loop {
+        if let Some(mb) = peak_rss_mb(pid) {
+            peak = peak.max(mb);
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "cdc-host failed");
+    (started.elapsed().as_secs_f64(), peak, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn drain(n: usize) -> Value {
+    let brokers = stack_env("KAFKA_BOOTSTRAP_SERVERS");
+    let input = repo().join(format!("target/bench/events-{n}.ndjson"));
+    assert!(input.exists(), "{} missing: run `cargo bench -p cdc-host --bench throughput` first (it generates it)", input.display());
+    let topic = format!("bench-drain-{}", std::process::id());
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for r in rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(&topic, 4, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        ))
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    eprintln!("loading {n} records into {topic} ...");
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let file = std::io::BufReader::new(std::fs::File::open(&input).unwrap());
+    let t = Instant::now();
+    for line in file.lines() {
+        let line = line.unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let key = v["key"].to_string();
+        let payload = if v["value"].is_null() { None } else { Some(v["value"].to_string()) };
+        loop {
+            let mut rec = BaseRecord::to(&topic).key(&key);
+            if let Some(p) = &payload {
+                rec = rec.payload(p);
+            }
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err(_) => {
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(600)).unwrap();
+    eprintln!("loaded in {:.1}s; draining in batch mode ...", t.elapsed().as_secs_f64());
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let plugins = repo().join("plugins");
+    let (secs, peak, stdout) = run_host(
+        &[
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--warehouse",
+            wh.to_str().unwrap(),
+            "--bootstrap-servers",
+            &brokers,
+            "--topic",
+            &topic,
+            "--group-id",
+            &format!("bench-{}", std::process::id()),
+            "--mode",
+            "batch",
+        ],
+        dir.path(),
+    );
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    serde_json::json!({
+        "records": summary["records"],
+        "rows_committed": summary["rows_committed"],
+        "seconds_wall": secs,
+        "events_per_second_wall": (summary["records"].as_f64().unwrap() / secs).round(),
+        "events_per_second_pipeline": summary["events_per_second"].as_f64().unwrap().round(),
+        "peak_rss_mb": peak.round(),
+    })
+}
+
+fn freshness(seconds: u64) -> Value {
+    let brokers = stack_env("KAFKA_BOOTSTRAP_SERVERS");
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let cfg = dir.path().join("cdc-host.toml");
+    let shipped = std::fs::read_to_string(repo().join("config/cdc-host.toml")).unwrap();
+    std::fs::write(
+        &cfg,
+        shipped.replace("processing_interval_seconds = 10", "processing_interval_seconds = 1").replace(
+            "consumer_timeout_ms = 1000",
+            "consumer_timeout_ms = 100",
+        ),
+    )
+    .unwrap();
+    let plugins = repo().join("plugins");
+    let mut host = Command::new(env!("CARGO_BIN_EXE_cdc-host"))
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--warehouse",
+            wh.to_str().unwrap(),
+            "--bootstrap-servers",
+            &brokers,
+            "--group-id",
+            &format!("fresh-{}", std::process::id()),
+        ])
+        .current_dir(dir.path())
+        .env("CDC_HOST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    let tag = format!("fresh{}", std::process::id());
+    // 500 rows every 100 ms, each its own transaction: 5k changes/s.
+    let sql = format!(
+        "DO $$ BEGIN FOR i IN 1..{} LOOP \
+           INSERT INTO customers (email, first_name, last_name, city, country, lifetime_value, registration_date, created_at, notes) \
+           SELECT '{tag}-' || i || '-' || g || '@example.com', 'F', 'L', 'Oslo', 'NO', 1.00, DATE '2024-01-01', clock_timestamp(), '{tag}' \
+           FROM generate_series(1, 500) g; COMMIT; PERFORM pg_sleep(greatest(0, 0.1 - extract(epoch from clock_timestamp() - now()))); \
+         END LOOP; END $$;",
+        seconds * 10
+    );
+    eprintln!("driving 5k changes/s through PostgreSQL for {seconds}s ...");
+    let st = Command::new(repo().join("scripts/stack")).args(["psql", "-q", "-c", &sql]).status().unwrap();
+    assert!(st.success());
+    std::thread::sleep(Duration::from_secs(10));
+    let _ = Command::new("kill").args(["-TERM", &host.id().to_string()]).status();
+    let _ = host.wait();
+    let python = repo().join(".venv/bin/python");
+    let out = Command::new(python)
+        .arg(repo().join("tests/freshness.py"))
+        .args(["--warehouse", wh.to_str().unwrap(), "--table", "analytics.customers_analytics", "--notes", &tag])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn main() {
+    let n: usize = std::env::var("CDC_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let secs: u64 = std::env::var("CDC_BENCH_FRESHNESS_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    let report = serde_json::json!({ "drain": drain(n), "freshness": freshness(secs) });
+    let text = serde_json::to_string_pretty(&report).unwrap();
+    println!("{text}");
+    std::fs::create_dir_all(repo().join("target/bench")).unwrap();
+    std::fs::write(repo().join("target/bench/kafka.json"), text).unwrap();
+}

@@ -1,0 +1,486 @@
+//! Kafka ingestion against the real local stack (`scripts/stack up`: PostgreSQL, Kafka, Kafka Connect
+//! with Debezium): changes made in PostgreSQL reach Iceberg; crashes, broker restarts and consumer-group
+//! rebalances neither lose nor duplicate a row.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::Value;
+
+const TABLE: &str = "analytics.customers_analytics";
+
+/// Serializes the tests of this file: they share one broker, and one of them restarts it.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes the stack for one test: `scripts/stack env`, parsed; fails with the fix when it is not up.
+fn stack() -> std::sync::MutexGuard<'static, ()> {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    stack_env();
+    guard
+}
+
+fn stack_env() -> &'static HashMap<String, String> {
+    static ENV: OnceLock<HashMap<String, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let out = Command::new(repo().join("scripts/stack")).arg("status").output().expect("run scripts/stack");
+        assert!(
+            out.status.success(),
+            "the local stack is not running: start it with `scripts/stack up` (scripts/test does)\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let out = Command::new(repo().join("scripts/stack")).arg("env").output().expect("run scripts/stack env");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('\'').trim_matches('"').to_string()))
+            .collect()
+    })
+}
+
+fn brokers() -> String {
+    stack_env()["KAFKA_BOOTSTRAP_SERVERS"].clone()
+}
+
+fn psql(sql: &str) -> String {
+    let out = Command::new(repo().join("scripts/stack"))
+        .args(["psql", "-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+        .output()
+        .expect("run psql");
+    assert!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid_like())
+}
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{:x}{:x}", nanos, std::process::id())
+}
+
+/// A config for Kafka tests: short commit interval, small batches.
+fn kafka_config(dir: &Path, commit_rows: usize) -> PathBuf {
+    kafka_config_with(dir, commit_rows, &[])
+}
+
+fn kafka_config_with(dir: &Path, commit_rows: usize, extra: &[(&str, &str)]) -> PathBuf {
+    let commit = format!("commit_rows = {commit_rows}");
+    let mut settings: Vec<(&str, &str)> = vec![
+        ("processing_interval_seconds", "processing_interval_seconds = 1"),
+        ("commit_rows", &commit),
+        ("batch_size", "batch_size = 2000"),
+        ("consumer_timeout_ms", "consumer_timeout_ms = 200"),
+        ("session_timeout_ms", "session_timeout_ms = 10000"),
+    ];
+    settings.extend_from_slice(extra);
+    config_with(
+        dir,
+        "[[chain]]\nplugin = \"name-concat\"\n[[chain]]\nplugin = \"location\"\n[[chain]]\nplugin = \"business-rules\"\n",
+        &settings,
+    )
+}
+
+/// A running host; killed on drop if still alive.
+struct Host {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Host {
+    fn start(dir: &Path, name: &str, cfg: &Path, wh: &Path, topic: &str, group: &str, mode: &str) -> Host {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_cdc-host"))
+            .args([
+                "--config",
+                cfg.to_str().unwrap(),
+                "--plugins",
+                plugins_dir().to_str().unwrap(),
+                "--warehouse",
+                wh.to_str().unwrap(),
+                "--bootstrap-servers",
+                &brokers(),
+                "--topic",
+                topic,
+                "--group-id",
+                group,
+                "--mode",
+                mode,
+            ])
+            .current_dir(dir)
+            .env("XDG_CACHE_HOME", repo().join("target/test-cache"))
+            .env("CDC_HOST_LOG", "info,librdkafka=warn")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start cdc-host");
+        Host { child, log }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status (bounded wait).
+    fn stop(&mut self) -> std::process::ExitStatus {
+        unsafe_kill(self.child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "host did not stop within 60 s of SIGTERM:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "host did not finish in {limit:?}:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn unsafe_kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status();
+}
+
+fn create_topic(name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin client");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let res = rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        ))
+        .expect("create topic");
+    for r in res {
+        r.expect("topic created");
+    }
+}
+
+/// A Debezium change event (JSON converter, no schema) for customer `id`.
+fn event(id: i64, op: &str) -> String {
+    let after = serde_json::json!({
+        "customer_id": id,
+        "email": format!("c{id}@example.com"),
+        "first_name": "Test",
+        "last_name": format!("N{id}"),
+        "city": "Oslo", "state": null, "country": "NO",
+        "customer_tier": "gold",
+        "lifetime_value": "AMgA",
+        "registration_date": 19000 + (id % 400),
+        "created_at": "2024-01-01T00:00:00Z",
+        "notes": null,
+    });
+    serde_json::json!({
+        "before": null,
+        "after": after,
+        "source": {"schema": "public", "table": "customers", "ts_ms": 1_700_000_000_000i64, "snapshot": "false"},
+        "op": op,
+        "ts_ms": 1_700_000_000_000i64,
+    })
+    .to_string()
+}
+
+/// Produces `ids` (one insert each, keyed by id) at about `per_second`.
+fn produce(topic: &str, ids: std::ops::Range<i64>, per_second: usize, sent: Arc<AtomicUsize>) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "300000")
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    let started = Instant::now();
+    for (n, id) in ids.enumerate() {
+        let payload = event(id, "c");
+        let key = format!("{{\"customer_id\":{id}}}");
+        loop {
+            match producer.send(BaseRecord::to(topic).key(&key).payload(&payload)) {
+                Ok(()) => break,
+                Err((_, _)) => {
+                    producer.poll(Duration::from_millis(50));
+                }
+            }
+        }
+        sent.fetch_add(1, Ordering::Relaxed);
+        if n % 500 == 0 {
+            producer.poll(Duration::ZERO);
+            let due = Duration::from_secs_f64(n as f64 / per_second as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(300)).expect("all records delivered");
+}
+
+/// customer_id → how many rows the table holds for it.
+fn counts(wh: &Path) -> BTreeMap<i64, usize> {
+    let t = read_table_columns(wh, TABLE, &["customer_id"]);
+    let mut out = BTreeMap::new();
+    for r in rows(&t) {
+        *out.entry(r["customer_id"].as_i64().unwrap()).or_insert(0) += 1;
+    }
+    out
+}
+
+/// Rows the table holds now (0 while it does not exist).
+fn committed_rows(wh: &Path) -> u64 {
+    let out = Command::new(python())
+        .arg(repo().join("tests/read_table.py"))
+        .args(["--warehouse", wh.to_str().unwrap(), "--table", TABLE, "--columns", "customer_id"])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return 0;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["num_rows"].as_u64().unwrap_or(0)
+}
+
+fn wait_for_rows(wh: &Path, n: u64, limit: Duration, hosts: &[&Host]) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let have = committed_rows(wh);
+        if have >= n {
+            return;
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = hosts.iter().map(|h| h.log_text()).collect();
+            panic!("only {have} of {n} rows after {limit:?}; host logs:\n{}", logs.join("\n----\n"));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn assert_exactly_once(wh: &Path, ids: std::ops::Range<i64>, hosts: &[&Host]) {
+    let c = counts(wh);
+    let missing: Vec<i64> = ids.clone().filter(|i| !c.contains_key(i)).take(10).collect();
+    let dupes: Vec<(i64, usize)> = c.iter().filter(|(_, n)| **n > 1).map(|(i, n)| (*i, *n)).take(10).collect();
+    let logs = || hosts.iter().map(|h| h.log_text()).collect::<Vec<_>>().join("\n----\n");
+    assert!(missing.is_empty(), "rows lost, e.g. customer_id {missing:?}\n{}", logs());
+    assert!(dupes.is_empty(), "rows duplicated, e.g. {dupes:?}\n{}", logs());
+    assert_eq!(c.len(), ids.count());
+}
+
+#[test]
+fn postgres_changes_reach_iceberg() {
+    let _stack = stack();
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let cfg = kafka_config(dir.path(), 100_000);
+    let tag = unique("e2e");
+    let mut host =
+        Host::start(dir.path(), "host", &cfg, &wh, "postgres.public.customers", &unique("group"), "streaming");
+
+    let ids: Vec<i64> = psql(&format!(
+        "INSERT INTO customers (email, first_name, last_name, city, state, country, customer_tier, lifetime_value, registration_date) VALUES
+         ('{tag}-a@example.com', ' Ada ', 'Lovelace', 'London', NULL, 'GB', 'gold', 1234.50, '2024-02-10'),
+         ('{tag}-b@example.com', 'Alan', 'Turing', 'Wilmslow', 'Cheshire', 'GB', 'silver', 10.00, '2024-03-01'),
+         ('{tag}-c@example.com', 'Grace', 'Hopper', 'Arlington', 'VA', 'US', NULL, -1.00, '2024-03-05')
+         RETURNING customer_id"
+    ))
+    .lines()
+    .filter_map(|l| l.trim().parse().ok()) // the ids; psql also prints the command tag
+    .collect();
+    assert_eq!(ids.len(), 3);
+    psql(&format!("UPDATE customers SET city = 'Cambridge', lifetime_value = 20.25 WHERE customer_id = {}", ids[1]));
+    psql(&format!("DELETE FROM customers WHERE customer_id = {}", ids[0]));
+
+    // Expected: Ada's insert, Alan's insert and update; Grace rejected (negative); the delete dropped.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mine = loop {
+        let Ok(t) = try_read_table(&wh, TABLE) else {
+            assert!(Instant::now() < deadline, "table never appeared; host log:\n{}", host.log_text());
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        };
+        let mine: Vec<serde_json::Map<String, Value>> = rows(&t)
+            .into_iter()
+            .filter(|r| r["email"].as_str().is_some_and(|e| e.starts_with(&tag)))
+            .cloned()
+            .collect();
+        if mine.len() >= 3 {
+            break mine;
+        }
+        assert!(Instant::now() < deadline, "changes did not arrive within 120 s; host log:\n{}", host.log_text());
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(mine.len(), 3, "{mine:#?}");
+    let ada: Vec<_> = mine.iter().filter(|r| r["customer_id"].as_i64() == Some(ids[0])).collect();
+    assert_eq!(ada.len(), 1);
+    assert_eq!(ada[0]["full_name"], "Ada Lovelace");
+    assert_eq!(ada[0]["location"], "London, GB");
+    assert_eq!(ada[0]["lifetime_value"], "1234.50");
+    assert_eq!(ada[0]["registration_date"], "2024-02-10");
+    assert_eq!(ada[0]["_cdc_operation"], "INSERT");
+    let mut alan: Vec<_> = mine.iter().filter(|r| r["customer_id"].as_i64() == Some(ids[1])).collect();
+    alan.sort_by_key(|r| r["_cdc_operation"].as_str().unwrap().to_string());
+    assert_eq!(alan.len(), 2);
+    assert_eq!((alan[0]["_cdc_operation"].as_str(), alan[1]["_cdc_operation"].as_str()), (Some("INSERT"), Some("UPDATE")));
+    assert_eq!(alan[1]["location"], "Cambridge, Cheshire, GB");
+    assert_eq!(alan[1]["lifetime_value"], "20.25");
+    assert!(mine.iter().all(|r| r["customer_id"].as_i64() != Some(ids[2])), "the negative lifetime_value is rejected");
+
+    let dlq = read_table(&wh, "analytics.customers_analytics_dlq");
+    let grace: Vec<_> =
+        rows(&dlq).into_iter().filter(|d| d["record"].as_str().is_some_and(|r| r.contains(&format!("{tag}-c@")))).collect();
+    assert_eq!(grace.len(), 1);
+    assert!(grace[0]["reason"].as_str().unwrap().contains("negative"));
+    assert!(grace[0]["source_position"].as_str().unwrap().starts_with("postgres.public.customers/"));
+
+    let status = host.stop();
+    assert!(status.success(), "SIGTERM must end the host cleanly: {status}\n{}", host.log_text());
+    let t = read_table(&wh, TABLE);
+    let snap = &t["snapshots"].as_array().unwrap().last().unwrap()["summary"];
+    let positions: BTreeMap<String, i64> =
+        serde_json::from_str(snap["cdc-host.positions.postgres-to-iceberg"].as_str().unwrap()).unwrap();
+    assert!(positions.keys().all(|k| k.starts_with("postgres.public.customers/")), "{positions:?}");
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
+    let _stack = stack();
+    const N: i64 = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    // Static membership: a restarted host takes over its partitions at once instead of waiting for
+    // the killed one's session to time out.
+    let cfg = kafka_config_with(dir.path(), 5_000, &[("# properties", "properties = { \"group.instance.id\" = \"crash-test-host\" }")]);
+    let topic = unique("crash");
+    let group = unique("group");
+    create_topic(&topic, 2);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let producer = {
+        let (topic, sent) = (topic.clone(), sent.clone());
+        std::thread::spawn(move || produce(&topic, 0..N, 6_000, sent))
+    };
+    // Kill the host at pseudo-random moments while the stream flows.
+    let mut seed: u64 = 0x9e3779b97f4a7c15 ^ std::process::id() as u64;
+    let mut kills_while_flowing = 0;
+    for _ in 0..12 {
+        let mut host = Host::start(dir.path(), "host", &cfg, &wh, &topic, &group, "streaming");
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(600 + seed % 1500));
+        host.kill();
+        if sent.load(Ordering::Relaxed) < N as usize {
+            kills_while_flowing += 1;
+        }
+    }
+    producer.join().unwrap();
+    assert_eq!(sent.load(Ordering::Relaxed), N as usize);
+    assert!(kills_while_flowing >= 10, "only {kills_while_flowing} kills happened while records were flowing");
+    assert!(committed_rows(&wh) > 0, "some commits landed between the kills");
+    // Drain what is left in batch mode: consume up to the end offsets, commit, exit 0.
+    let mut host = Host::start(dir.path(), "drain", &cfg, &wh, &topic, &group, "batch");
+    let status = host.wait(Duration::from_secs(600));
+    assert!(status.success(), "{}", host.log_text());
+    assert_exactly_once(&wh, 0..N, &[&host]);
+}
+
+#[test]
+fn broker_restart_mid_stream_loses_and_duplicates_nothing() {
+    let _stack = stack();
+    const N: i64 = 30_000;
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let cfg = kafka_config(dir.path(), 5_000);
+    let topic = unique("restart");
+    create_topic(&topic, 1);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let producer = {
+        let (topic, sent) = (topic.clone(), sent.clone());
+        std::thread::spawn(move || produce(&topic, 0..N, 3_000, sent))
+    };
+    let host = Host::start(dir.path(), "host", &cfg, &wh, &topic, &unique("group"), "streaming");
+    while sent.load(Ordering::Relaxed) < (N / 3) as usize {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Crash the broker, then bring it back.
+    let pid = std::fs::read_to_string(repo().join(".stack/run/kafka.pid")).expect("kafka pid file");
+    unsafe_kill(pid.trim().parse().unwrap(), "KILL");
+    std::thread::sleep(Duration::from_secs(5));
+    let up = Command::new(repo().join("scripts/stack")).arg("up").output().unwrap();
+    assert!(up.status.success(), "restarting the stack failed: {}", String::from_utf8_lossy(&up.stdout));
+    producer.join().unwrap();
+    wait_for_rows(&wh, N as u64, Duration::from_secs(300), &[&host]);
+    let mut host = host;
+    assert!(host.stop().success(), "{}", host.log_text());
+    assert!(host.log_text().contains("retrying"), "the outage is logged:\n{}", host.log_text());
+    assert_exactly_once(&wh, 0..N, &[&host]);
+}
+
+#[test]
+fn two_hosts_in_one_group_split_partitions_exactly_once() {
+    let _stack = stack();
+    const N: i64 = 40_000;
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let cfg = kafka_config(dir.path(), 5_000);
+    let topic = unique("group");
+    let group = unique("group");
+    create_topic(&topic, 4);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (topic, sent, done) = (topic.clone(), sent.clone(), done.clone());
+        std::thread::spawn(move || {
+            produce(&topic, 0..N, 4_000, sent);
+            done.store(true, Ordering::Relaxed);
+        })
+    };
+    let a = Host::start(dir.path(), "a", &cfg, &wh, &topic, &group, "streaming");
+    while sent.load(Ordering::Relaxed) < (N / 4) as usize {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A second member joins mid-stream: the partitions are rebalanced between the two.
+    let b = Host::start(dir.path(), "b", &cfg, &wh, &topic, &group, "streaming");
+    producer.join().unwrap();
+    wait_for_rows(&wh, N as u64, Duration::from_secs(300), &[&a, &b]);
+    let (mut a, mut b) = (a, b);
+    assert!(a.stop().success(), "{}", a.log_text());
+    assert!(b.stop().success(), "{}", b.log_text());
+    for (name, h) in [("a", &a), ("b", &b)] {
+        let log = h.log_text();
+        assert!(log.contains("partitions assigned"), "host {name} never got partitions:\n{log}");
+    }
+    if std::env::var_os("CDC_TEST_KEEP").is_some() {
+        let _ = Command::new("cp").args(["-r", dir.path().to_str().unwrap(), "/tmp/kept-two-hosts"]).status();
+    }
+    assert_exactly_once(&wh, 0..N, &[&a, &b]);
+}
