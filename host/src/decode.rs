@@ -7,6 +7,8 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use arrow_array::ArrayRef;
@@ -85,7 +87,7 @@ struct FieldHint {
 /// The fields of the row struct of one Connect schema.
 #[derive(Debug, Default)]
 struct RowSchema {
-    fields: HashMap<String, FieldHint>,
+    fields: FxHashMap<String, FieldHint>,
 }
 
 #[derive(Deserialize)]
@@ -743,7 +745,7 @@ struct ColBuilder {
 #[derive(Default)]
 struct SideBuilder {
     cols: Vec<ColBuilder>,
-    index: HashMap<String, usize>,
+    index: FxHashMap<String, usize>,
     /// Columns seen only with null values so far (their type is not known yet).
     null_only: Vec<String>,
 }

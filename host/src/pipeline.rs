@@ -665,3 +665,32 @@ pub async fn create_tables(cfg: &Config) -> Result<(String, String), PipelineErr
 pub async fn open_catalog(cfg: &Config) -> Result<impl Catalog, PipelineError> {
     Ok(catalog::open(cfg).await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::{SourceInfo, TableRef};
+
+    #[test]
+    fn filter_keeps_configured_tables_and_operations() {
+        let src = |table| SourceInfo { table, lsn: None, txid: None, ts_ms: 0, snapshot: false };
+        let mut batch = ChangeBatch {
+            ops: vec![Op::Create, Op::Delete, Op::Update, Op::Create],
+            sources: vec![src(0), src(0), src(1), src(1)],
+            tables: vec![
+                TableRef { schema: "public".into(), table: "customers".into() },
+                TableRef { schema: "public".into(), table: "orders".into() },
+            ],
+            origins: vec![0, 1, 2, 3],
+            ..Default::default()
+        };
+        let all = EventFilter::new(&FilterConfig::default());
+        assert_eq!(all.apply(&mut batch.clone()).unwrap(), 0);
+        let f = EventFilter::new(&FilterConfig {
+            tables: vec!["public.customers".into()],
+            operations: vec!["c".into(), "u".into()],
+        });
+        assert_eq!(f.apply(&mut batch).unwrap(), 3);
+        assert_eq!(batch.origins, vec![0]);
+    }
+}
