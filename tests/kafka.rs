@@ -33,13 +33,15 @@ fn stack() -> std::sync::MutexGuard<'static, ()> {
 fn stack_env() -> &'static HashMap<String, String> {
     static ENV: OnceLock<HashMap<String, String>> = OnceLock::new();
     ENV.get_or_init(|| {
-        let out = Command::new(repo().join("scripts/stack")).arg("status").output().expect("run scripts/stack");
+        let out =
+            Command::new(repo().join("scripts/stack")).arg("status").output().expect("run scripts/stack");
         assert!(
             out.status.success(),
             "the local stack is not running: start it with `scripts/stack up` (scripts/test does)\n{}",
             String::from_utf8_lossy(&out.stdout)
         );
-        let out = Command::new(repo().join("scripts/stack")).arg("env").output().expect("run scripts/stack env");
+        let out =
+            Command::new(repo().join("scripts/stack")).arg("env").output().expect("run scripts/stack env");
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.strip_prefix("export "))
@@ -144,7 +146,11 @@ impl Host {
             if let Some(s) = self.child.try_wait().unwrap() {
                 return s;
             }
-            assert!(Instant::now() < deadline, "host did not stop within 60 s of SIGTERM:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "host did not stop within 60 s of SIGTERM:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -289,7 +295,8 @@ fn wait_for_rows(wh: &Path, n: u64, limit: Duration, hosts: &[&Host]) {
 fn assert_exactly_once(wh: &Path, ids: std::ops::Range<i64>, hosts: &[&Host]) {
     let c = counts(wh);
     let missing: Vec<i64> = ids.clone().filter(|i| !c.contains_key(i)).take(10).collect();
-    let dupes: Vec<(i64, usize)> = c.iter().filter(|(_, n)| **n > 1).map(|(i, n)| (*i, *n)).take(10).collect();
+    let dupes: Vec<(i64, usize)> =
+        c.iter().filter(|(_, n)| **n > 1).map(|(i, n)| (*i, *n)).take(10).collect();
     let logs = || hosts.iter().map(|h| h.log_text()).collect::<Vec<_>>().join("\n----\n");
     assert!(missing.is_empty(), "rows lost, e.g. customer_id {missing:?}\n{}", logs());
     assert!(dupes.is_empty(), "rows duplicated, e.g. {dupes:?}\n{}", logs());
@@ -303,8 +310,15 @@ fn postgres_changes_reach_iceberg() {
     let wh = dir.path().join("wh");
     let cfg = kafka_config(dir.path(), 100_000);
     let tag = unique("e2e");
-    let mut host =
-        Host::start(dir.path(), "host", &cfg, &wh, "postgres.public.customers", &unique("group"), "streaming");
+    let mut host = Host::start(
+        dir.path(),
+        "host",
+        &cfg,
+        &wh,
+        "postgres.public.customers",
+        &unique("group"),
+        "streaming",
+    );
 
     let ids: Vec<i64> = psql(&format!(
         "INSERT INTO customers (email, first_name, last_name, city, state, country, customer_tier, lifetime_value, registration_date) VALUES
@@ -317,7 +331,10 @@ fn postgres_changes_reach_iceberg() {
     .filter_map(|l| l.trim().parse().ok()) // the ids; psql also prints the command tag
     .collect();
     assert_eq!(ids.len(), 3);
-    psql(&format!("UPDATE customers SET city = 'Cambridge', lifetime_value = 20.25 WHERE customer_id = {}", ids[1]));
+    psql(&format!(
+        "UPDATE customers SET city = 'Cambridge', lifetime_value = 20.25 WHERE customer_id = {}",
+        ids[1]
+    ));
     psql(&format!("DELETE FROM customers WHERE customer_id = {}", ids[0]));
 
     // Expected: Ada's insert, Alan's insert and update; Grace rejected (negative); the delete dropped.
@@ -336,7 +353,11 @@ fn postgres_changes_reach_iceberg() {
         if mine.len() >= 3 {
             break mine;
         }
-        assert!(Instant::now() < deadline, "changes did not arrive within 120 s; host log:\n{}", host.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "changes did not arrive within 120 s; host log:\n{}",
+            host.log_text()
+        );
         std::thread::sleep(Duration::from_millis(500));
     };
     assert_eq!(mine.len(), 3, "{mine:#?}");
@@ -350,14 +371,22 @@ fn postgres_changes_reach_iceberg() {
     let mut alan: Vec<_> = mine.iter().filter(|r| r["customer_id"].as_i64() == Some(ids[1])).collect();
     alan.sort_by_key(|r| r["_cdc_operation"].as_str().unwrap().to_string());
     assert_eq!(alan.len(), 2);
-    assert_eq!((alan[0]["_cdc_operation"].as_str(), alan[1]["_cdc_operation"].as_str()), (Some("INSERT"), Some("UPDATE")));
+    assert_eq!(
+        (alan[0]["_cdc_operation"].as_str(), alan[1]["_cdc_operation"].as_str()),
+        (Some("INSERT"), Some("UPDATE"))
+    );
     assert_eq!(alan[1]["location"], "Cambridge, Cheshire, GB");
     assert_eq!(alan[1]["lifetime_value"], "20.25");
-    assert!(mine.iter().all(|r| r["customer_id"].as_i64() != Some(ids[2])), "the negative lifetime_value is rejected");
+    assert!(
+        mine.iter().all(|r| r["customer_id"].as_i64() != Some(ids[2])),
+        "the negative lifetime_value is rejected"
+    );
 
     let dlq = read_table(&wh, "analytics.customers_analytics_dlq");
-    let grace: Vec<_> =
-        rows(&dlq).into_iter().filter(|d| d["record"].as_str().is_some_and(|r| r.contains(&format!("{tag}-c@")))).collect();
+    let grace: Vec<_> = rows(&dlq)
+        .into_iter()
+        .filter(|d| d["record"].as_str().is_some_and(|r| r.contains(&format!("{tag}-c@"))))
+        .collect();
     assert_eq!(grace.len(), 1);
     assert!(grace[0]["reason"].as_str().unwrap().contains("negative"));
     assert!(grace[0]["source_position"].as_str().unwrap().starts_with("postgres.public.customers/"));
@@ -379,7 +408,11 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let wh = dir.path().join("wh");
     // Static membership: a restarted host takes over its partitions at once instead of waiting for
     // the killed one's session to time out.
-    let cfg = kafka_config_with(dir.path(), 5_000, &[("# properties", "properties = { \"group.instance.id\" = \"crash-test-host\" }")]);
+    let cfg = kafka_config_with(
+        dir.path(),
+        5_000,
+        &[("# properties", "properties = { \"group.instance.id\" = \"crash-test-host\" }")],
+    );
     let topic = unique("crash");
     let group = unique("group");
     create_topic(&topic, 2);
@@ -404,7 +437,10 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     }
     producer.join().unwrap();
     assert_eq!(sent.load(Ordering::Relaxed), N as usize);
-    assert!(kills_while_flowing >= 10, "only {kills_while_flowing} kills happened while records were flowing");
+    assert!(
+        kills_while_flowing >= 10,
+        "only {kills_while_flowing} kills happened while records were flowing"
+    );
     assert!(committed_rows(&wh) > 0, "some commits landed between the kills");
     // Drain what is left in batch mode: consume up to the end offsets, commit, exit 0.
     let mut host = Host::start(dir.path(), "drain", &cfg, &wh, &topic, &group, "batch");

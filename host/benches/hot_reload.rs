@@ -384,4 +384,5 @@ fn main() {
     let text = serde_json::to_string_pretty(&report).unwrap();
     println!("{text}");
     std::fs::write(repo().join("target/bench/hot_reload.json"), text).unwrap();
+    let _ = std::fs::remove_dir_all(&work);
 }

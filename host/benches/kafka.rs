@@ -71,7 +71,11 @@ fn run_host(args: &[&str], dir: &Path) -> (f64, f64, String) {
 fn drain(n: usize) -> Value {
     let brokers = stack_env("KAFKA_BOOTSTRAP_SERVERS");
     let input = repo().join(format!("target/bench/events-{n}.ndjson"));
-    assert!(input.exists(), "{} missing: run `cargo bench -p cdc-host --bench throughput` first (it generates it)", input.display());
+    assert!(
+        input.exists(),
+        "{} missing: run `cargo bench -p cdc-host --bench throughput` first (it generates it)",
+        input.display()
+    );
     let topic = format!("bench-drain-{}", std::process::id());
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
@@ -155,10 +159,9 @@ fn freshness(seconds: u64) -> Value {
     let shipped = std::fs::read_to_string(repo().join("config/cdc-host.toml")).unwrap();
     std::fs::write(
         &cfg,
-        shipped.replace("processing_interval_seconds = 10", "processing_interval_seconds = 1").replace(
-            "consumer_timeout_ms = 1000",
-            "consumer_timeout_ms = 100",
-        ),
+        shipped
+            .replace("processing_interval_seconds = 10", "processing_interval_seconds = 1")
+            .replace("consumer_timeout_ms = 1000", "consumer_timeout_ms = 100"),
     )
     .unwrap();
     let plugins = repo().join("plugins");
@@ -200,7 +203,14 @@ fn freshness(seconds: u64) -> Value {
     let python = repo().join(".venv/bin/python");
     let out = Command::new(python)
         .arg(repo().join("tests/freshness.py"))
-        .args(["--warehouse", wh.to_str().unwrap(), "--table", "analytics.customers_analytics", "--notes", &tag])
+        .args([
+            "--warehouse",
+            wh.to_str().unwrap(),
+            "--table",
+            "analytics.customers_analytics",
+            "--notes",
+            &tag,
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -209,7 +219,8 @@ fn freshness(seconds: u64) -> Value {
 
 fn main() {
     let n: usize = std::env::var("CDC_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let secs: u64 = std::env::var("CDC_BENCH_FRESHNESS_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    let secs: u64 =
+        std::env::var("CDC_BENCH_FRESHNESS_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
     let report = serde_json::json!({ "drain": drain(n), "freshness": freshness(secs) });
     let text = serde_json::to_string_pretty(&report).unwrap();
     println!("{text}");

@@ -74,10 +74,7 @@ pub struct BatchBuilder {
 }
 
 fn owned(pairs: &[(&str, Value<'_>)]) -> Vec<(String, OwnedValue)> {
-    pairs
-        .iter()
-        .map(|(n, v)| ((*n).to_owned(), OwnedValue::from(*v)))
-        .collect()
+    pairs.iter().map(|(n, v)| ((*n).to_owned(), OwnedValue::from(*v))).collect()
 }
 
 impl BatchBuilder {
@@ -123,12 +120,7 @@ impl BatchBuilder {
                 self.sources.len() - 1
             }
         };
-        self.rows.push(Row {
-            op,
-            source,
-            after,
-            before,
-        });
+        self.rows.push(Row { op, source, after, before });
         self
     }
 
@@ -147,12 +139,10 @@ impl BatchBuilder {
             return *t;
         }
         let mut ty: Option<ColumnType> = None;
-        let values = self.rows.iter().flat_map(|r| {
-            image(r)
-                .iter()
-                .filter(|(n, _)| n == name)
-                .map(|(_, v)| v.as_value())
-        });
+        let values = self
+            .rows
+            .iter()
+            .flat_map(|r| image(r).iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_value()));
         for v in values {
             let t = match v {
                 Value::Null => continue,
@@ -162,10 +152,7 @@ impl BatchBuilder {
                 Value::Float64(_) => ColumnType::Float64,
                 Value::Text(_) => ColumnType::Text,
                 Value::Bytes(_) => ColumnType::Bytes,
-                Value::Decimal(d) => ColumnType::Decimal {
-                    precision: 38,
-                    scale: d.scale,
-                },
+                Value::Decimal(d) => ColumnType::Decimal { precision: 38, scale: d.scale },
                 Value::Date(_) => ColumnType::Date,
                 Value::Timestamp(_) => ColumnType::Timestamp,
                 Value::TimestampTz(_) => ColumnType::TimestampTz,
@@ -174,13 +161,9 @@ impl BatchBuilder {
             ty = Some(match (ty, t) {
                 (None, t) => t,
                 (Some(ColumnType::Int32), ColumnType::Int64) => ColumnType::Int64,
-                (
-                    Some(ColumnType::Decimal { scale: a, .. }),
-                    ColumnType::Decimal { scale: b, .. },
-                ) => ColumnType::Decimal {
-                    precision: 38,
-                    scale: a.max(b),
-                },
+                (Some(ColumnType::Decimal { scale: a, .. }), ColumnType::Decimal { scale: b, .. }) => {
+                    ColumnType::Decimal { precision: 38, scale: a.max(b) }
+                }
                 (Some(prev), _) => prev,
             });
         }
@@ -206,8 +189,7 @@ impl BatchBuilder {
                 let mut w = ColumnWriter::new(name, self.infer(name, image), self.rows.len());
                 for (i, r) in self.rows.iter().enumerate() {
                     if let Some((_, v)) = image(r).iter().rev().find(|(n, _)| n == name) {
-                        w.put(i, v.as_value())
-                            .map_err(|e| format!("{label} image of event {i}: {e}"))?;
+                        w.put(i, v.as_value()).map_err(|e| format!("{label} image of event {i}: {e}"))?;
                     }
                     w.fill_null(i);
                 }
@@ -228,10 +210,7 @@ impl BatchBuilder {
                     .iter()
                     .position(|t| t.schema == s.schema && t.table == s.table)
                     .unwrap_or_else(|| {
-                        tables.push(wit::TableRef {
-                            schema: s.schema.clone(),
-                            table: s.table.clone(),
-                        });
+                        tables.push(wit::TableRef { schema: s.schema.clone(), table: s.table.clone() });
                         tables.len() - 1
                     });
                 i as u32
@@ -290,10 +269,7 @@ pub fn decode_output(output: &wit::Output) -> Result<Vec<DecodedEvent>, String> 
                         .map_err(|e| format!("write column `{}`: {e}", r.name()))
                 })
                 .collect::<Result<_, _>>()?;
-            Ok(DecodedEvent {
-                outcome: Outcome::from_wit(o.clone()),
-                writes,
-            })
+            Ok(DecodedEvent { outcome: Outcome::from_wit(o.clone()), writes })
         })
         .collect()
 }
@@ -314,20 +290,11 @@ mod tests {
             ts_ms: 1000,
             snapshot: true,
         };
-        b.push(
-            Op::Create,
-            &[
-                ("a", Value::Int32(1)),
-                ("d", Value::Decimal(Decimal::new(5, 1))),
-            ],
-        );
+        b.push(Op::Create, &[("a", Value::Int32(1)), ("d", Value::Decimal(Decimal::new(5, 1)))]);
         b.push_event(
             Op::Update,
             &other,
-            &[
-                ("a", Value::Int64(1 << 40)),
-                ("d", Value::Decimal(Decimal::new(-1234, 3))),
-            ],
+            &[("a", Value::Int64(1 << 40)), ("d", Value::Decimal(Decimal::new(-1234, 3)))],
             &[("a", Value::Int32(2))],
         );
         b.push(Op::Delete, &[("z", Value::Null)]);
@@ -340,13 +307,7 @@ mod tests {
         assert_eq!(batch.before.len(), 1);
         assert!(matches!(batch.after[0].values, wit::ColumnValues::Int64(_)));
         let d = ColumnReader::new(&batch.after[1], 3).unwrap();
-        assert_eq!(
-            d.column_type(),
-            ColumnType::Decimal {
-                precision: 38,
-                scale: 3
-            }
-        );
+        assert_eq!(d.column_type(), ColumnType::Decimal { precision: 38, scale: 3 });
         assert_eq!(d.get(0).unwrap().to_string(), "0.500");
         assert_eq!(d.get(1).unwrap().to_string(), "-1.234");
         assert_eq!(batch.after[2].present, [false, false, false]);
@@ -377,10 +338,7 @@ mod tests {
         };
         let d = decode_output(&out).unwrap();
         assert_eq!(d[0].outcome, Outcome::Keep);
-        assert_eq!(
-            d[0].writes,
-            [("x".to_owned(), OwnedValue::Text("v".into()))]
-        );
+        assert_eq!(d[0].writes, [("x".to_owned(), OwnedValue::Text("v".into()))]);
         assert_eq!(d[1].outcome, Outcome::Reject("r".into()));
         assert_eq!(d[1].writes[0].1, OwnedValue::Null);
     }

@@ -68,11 +68,7 @@ impl<'a> Var<'a> {
         let offsets = arr.offsets.as_slice();
         let data = arr.data.as_slice();
         if offsets.len() != len + 1 {
-            return Err(format!(
-                "{} offsets for {len} events (expected {})",
-                offsets.len(),
-                len + 1
-            ));
+            return Err(format!("{} offsets for {len} events (expected {})", offsets.len(), len + 1));
         }
         let mut prev = 0u32;
         for (i, &o) in offsets.iter().enumerate() {
@@ -82,16 +78,9 @@ impl<'a> Var<'a> {
             prev = o;
         }
         if prev as usize > data.len() {
-            return Err(format!(
-                "offsets end at {prev}, past the {} data bytes",
-                data.len()
-            ));
+            return Err(format!("offsets end at {prev}, past the {} data bytes", data.len()));
         }
-        Ok(Var {
-            offsets,
-            data,
-            utf8: Cell::new(if text { Utf8::Unknown } else { Utf8::PerValue }),
-        })
+        Ok(Var { offsets, data, utf8: Cell::new(if text { Utf8::Unknown } else { Utf8::PerValue }) })
     }
 
     /// Checks the whole column once (done lazily: columns never read are never checked).
@@ -190,11 +179,7 @@ impl fmt::Debug for ColumnReader<'_> {
 }
 
 fn check_len(what: &str, got: usize, len: usize) -> Result<(), String> {
-    if got == len {
-        Ok(())
-    } else {
-        Err(format!("{got} {what} for {len} events"))
-    }
+    if got == len { Ok(()) } else { Err(format!("{got} {what} for {len} events")) }
 }
 
 impl<'a> ColumnReader<'a> {
@@ -219,11 +204,7 @@ impl<'a> ColumnReader<'a> {
                 Data::Decimal(d.type_, &d.unscaled)
             }
         };
-        Ok(ColumnReader {
-            name: &column.name,
-            present: &column.present,
-            data,
-        })
+        Ok(ColumnReader { name: &column.name, present: &column.present, data })
     }
 
     /// The column name.
@@ -251,10 +232,7 @@ impl<'a> ColumnReader<'a> {
             Data::Text(_) => ColumnType::Text,
             Data::Bytes(_) => ColumnType::Bytes,
             Data::Json(_) => ColumnType::Json,
-            Data::Decimal(t, _) => ColumnType::Decimal {
-                precision: t.precision,
-                scale: t.scale,
-            },
+            Data::Decimal(t, _) => ColumnType::Decimal { precision: t.precision, scale: t.scale },
             Data::Date(_) => ColumnType::Date,
             Data::Timestamp(_) => ColumnType::Timestamp,
             Data::TimestampTz(_) => ColumnType::TimestampTz,
@@ -299,15 +277,8 @@ enum Buf {
     Int32(Vec<i32>),
     Int64(Vec<i64>),
     Float64(Vec<f64>),
-    Var {
-        offsets: Vec<u32>,
-        data: Vec<u8>,
-    },
-    Decimal {
-        precision: u8,
-        scale: u8,
-        bytes: Vec<u8>,
-    },
+    Var { offsets: Vec<u32>, data: Vec<u8> },
+    Decimal { precision: u8, scale: u8, bytes: Vec<u8> },
     Date(Vec<i32>),
     Timestamp(Vec<i64>),
     TimestampTz(Vec<i64>),
@@ -335,26 +306,16 @@ impl ColumnWriter {
             ColumnType::Text | ColumnType::Bytes | ColumnType::Json => {
                 let mut offsets = Vec::with_capacity(capacity + 1);
                 offsets.push(0);
-                Buf::Var {
-                    offsets,
-                    data: Vec::with_capacity(capacity * 16),
-                }
+                Buf::Var { offsets, data: Vec::with_capacity(capacity * 16) }
             }
-            ColumnType::Decimal { precision, scale } => Buf::Decimal {
-                precision,
-                scale,
-                bytes: Vec::with_capacity(capacity * 16),
-            },
+            ColumnType::Decimal { precision, scale } => {
+                Buf::Decimal { precision, scale, bytes: Vec::with_capacity(capacity * 16) }
+            }
             ColumnType::Date => Buf::Date(Vec::with_capacity(capacity)),
             ColumnType::Timestamp => Buf::Timestamp(Vec::with_capacity(capacity)),
             ColumnType::TimestampTz => Buf::TimestampTz(Vec::with_capacity(capacity)),
         };
-        ColumnWriter {
-            name: name.to_owned(),
-            ty,
-            present: Vec::with_capacity(capacity),
-            buf,
-        }
+        ColumnWriter { name: name.to_owned(), ty, present: Vec::with_capacity(capacity), buf }
     }
 
     #[inline]
@@ -478,11 +439,7 @@ impl ColumnWriter {
                 Self::end_var(offsets, data, start)
             }
             (
-                Buf::Decimal {
-                    precision,
-                    scale,
-                    bytes,
-                },
+                Buf::Decimal { precision, scale, bytes },
                 Value::Decimal(_) | Value::Int32(_) | Value::Int64(_),
             ) => {
                 let d = value.as_decimal().unwrap_or_default();
@@ -491,10 +448,7 @@ impl ColumnWriter {
                         bytes.extend_from_slice(&r.unscaled.to_le_bytes());
                         Ok(())
                     }
-                    _ => Err(format!(
-                        "value {d} does not fit column `{}` of type {}",
-                        self.name, self.ty
-                    )),
+                    _ => Err(format!("value {d} does not fit column `{}` of type {}", self.name, self.ty)),
                 }
             }
             _ => Err(format!(
@@ -533,14 +487,10 @@ impl ColumnWriter {
         separator: &str,
     ) -> Result<(), String> {
         self.start(row);
-        let (Buf::Var { offsets, data }, ColumnType::Text | ColumnType::Json) =
-            (&mut self.buf, self.ty)
+        let (Buf::Var { offsets, data }, ColumnType::Text | ColumnType::Json) = (&mut self.buf, self.ty)
         else {
             self.push_null();
-            return Err(format!(
-                "cannot write text to column `{}` of type {}",
-                self.name, self.ty
-            ));
+            return Err(format!("cannot write text to column `{}` of type {}", self.name, self.ty));
         };
         let start = data.len();
         let mut any = false;
@@ -575,10 +525,7 @@ impl ColumnWriter {
                     Err(_) => {
                         data.truncate(start);
                         offsets.push(start as u32);
-                        Err(format!(
-                            "formatting the value of column `{}` failed",
-                            self.name
-                        ))
+                        Err(format!("formatting the value of column `{}` failed", self.name))
                     }
                 };
                 self.present.push(result.is_ok());
@@ -586,10 +533,7 @@ impl ColumnWriter {
             }
             _ => {
                 self.push_null();
-                Err(format!(
-                    "cannot write text to column `{}` of type {}",
-                    self.name, self.ty
-                ))
+                Err(format!("cannot write text to column `{}` of type {}", self.name, self.ty))
             }
         }
     }
@@ -605,30 +549,15 @@ impl ColumnWriter {
             (Buf::Date(v), _) => V::Date(v),
             (Buf::Timestamp(v), _) => V::Timestamp(v),
             (Buf::TimestampTz(v), _) => V::Timestamptz(v),
-            (Buf::Var { offsets, data }, ColumnType::Json) => {
-                V::Json(wit::VarArray { offsets, data })
-            }
-            (Buf::Var { offsets, data }, ColumnType::Bytes) => {
-                V::Bytes(wit::VarArray { offsets, data })
-            }
+            (Buf::Var { offsets, data }, ColumnType::Json) => V::Json(wit::VarArray { offsets, data }),
+            (Buf::Var { offsets, data }, ColumnType::Bytes) => V::Bytes(wit::VarArray { offsets, data }),
             (Buf::Var { offsets, data }, _) => V::Text(wit::VarArray { offsets, data }),
-            (
-                Buf::Decimal {
-                    precision,
-                    scale,
-                    bytes,
-                },
-                _,
-            ) => V::Decimal(wit::DecimalArray {
+            (Buf::Decimal { precision, scale, bytes }, _) => V::Decimal(wit::DecimalArray {
                 type_: wit::DecimalType { precision, scale },
                 unscaled: bytes,
             }),
         };
-        wit::Column {
-            name: self.name,
-            present: self.present,
-            values,
-        }
+        wit::Column { name: self.name, present: self.present, values }
     }
 }
 
@@ -677,9 +606,7 @@ mod tests {
     #[test]
     fn text_roundtrip_and_nulls() {
         let col = text_col(&[Some("Ada"), None, Some(""), Some("Łódź ✓")]);
-        let wit::ColumnValues::Text(arr) = &col.values else {
-            panic!()
-        };
+        let wit::ColumnValues::Text(arr) = &col.values else { panic!() };
         assert_eq!(arr.offsets, [0, 3, 3, 3, 3 + "Łódź ✓".len() as u32]);
         assert_eq!(col.present, [true, false, true, true]);
         let r = ColumnReader::new(&col, 4).unwrap();
@@ -721,29 +648,20 @@ mod tests {
         let bad_offsets = wit::Column {
             name: "t".into(),
             present: vec![true, true],
-            values: wit::ColumnValues::Text(wit::VarArray {
-                offsets: vec![0, 3, 2],
-                data: b"abc".to_vec(),
-            }),
+            values: wit::ColumnValues::Text(wit::VarArray { offsets: vec![0, 3, 2], data: b"abc".to_vec() }),
         };
         assert!(ColumnReader::new(&bad_offsets, 2).is_err());
         let past_end = wit::Column {
             name: "t".into(),
             present: vec![true],
-            values: wit::ColumnValues::Bytes(wit::VarArray {
-                offsets: vec![0, 9],
-                data: b"abc".to_vec(),
-            }),
+            values: wit::ColumnValues::Bytes(wit::VarArray { offsets: vec![0, 9], data: b"abc".to_vec() }),
         };
         assert!(ColumnReader::new(&past_end, 1).is_err());
         let short_dec = wit::Column {
             name: "d".into(),
             present: vec![true, true],
             values: wit::ColumnValues::Decimal(wit::DecimalArray {
-                type_: wit::DecimalType {
-                    precision: 10,
-                    scale: 2,
-                },
+                type_: wit::DecimalType { precision: 10, scale: 2 },
                 unscaled: vec![0; 16],
             }),
         };
@@ -766,27 +684,15 @@ mod tests {
             Value::Int64(3),
             Value::Decimal(Decimal::new(-15, 1)),
         ];
-        let mut w = ColumnWriter::new(
-            "d",
-            ColumnType::Decimal {
-                precision: 38,
-                scale: 2,
-            },
-            5,
-        );
+        let mut w = ColumnWriter::new("d", ColumnType::Decimal { precision: 38, scale: 2 }, 5);
         for (i, v) in values.iter().enumerate() {
             w.put(i, *v).unwrap();
         }
         let col = w.finish();
-        let wit::ColumnValues::Decimal(arr) = &col.values else {
-            panic!()
-        };
+        let wit::ColumnValues::Decimal(arr) = &col.values else { panic!() };
         assert_eq!(arr.unscaled.len(), 80);
         assert_eq!(&arr.unscaled[..16], &(-500i128).to_le_bytes());
-        assert_eq!(
-            arr.unscaled[15], 0xff,
-            "negative values are two's complement"
-        );
+        assert_eq!(arr.unscaled[15], 0xff, "negative values are two's complement");
         let r = ColumnReader::new(&col, 5).unwrap();
         assert_eq!(r.get(0).unwrap().as_decimal().unwrap().to_string(), "-5.00");
         assert_eq!(r.get(1), Ok(Value::Null));
@@ -798,17 +704,8 @@ mod tests {
 
     #[test]
     fn decimal_that_does_not_fit_becomes_null_with_error() {
-        let mut w = ColumnWriter::new(
-            "d",
-            ColumnType::Decimal {
-                precision: 4,
-                scale: 2,
-            },
-            2,
-        );
-        let e = w
-            .put(0, Value::Decimal(Decimal::new(12345, 3)))
-            .unwrap_err();
+        let mut w = ColumnWriter::new("d", ColumnType::Decimal { precision: 4, scale: 2 }, 2);
+        let e = w.put(0, Value::Decimal(Decimal::new(12345, 3))).unwrap_err();
         assert!(e.contains("12.345") && e.contains("`d`"), "{e}");
         let e = w.put(1, Value::Decimal(Decimal::new(1000, 0))).unwrap_err();
         assert!(e.contains("decimal(4,2)"), "{e}");

@@ -19,15 +19,8 @@ impl Config {
     }
 
     /// A configuration from key/value pairs. When a key repeats, the last value wins.
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
-        Config {
-            pairs: pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        }
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Config { pairs: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
     }
 
     /// Adds a pair (builder style, handy in tests).
@@ -38,11 +31,7 @@ impl Config {
 
     /// The value of `key`, if set.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// The value of `key`, or `default` when it is not set.
@@ -52,8 +41,7 @@ impl Config {
 
     /// The value of `key`, or an error naming the key when it is not set.
     pub fn require(&self, key: &str) -> Result<&str, String> {
-        self.get(key)
-            .ok_or_else(|| format!("config key `{key}` is required"))
+        self.get(key).ok_or_else(|| format!("config key `{key}` is required"))
     }
 
     /// Parses the value of `key` with [`FromStr`]: `Ok(None)` when not set, an error naming the key
@@ -90,23 +78,14 @@ impl Config {
         match raw.trim().to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" | "1" => Ok(true),
             "false" | "no" | "off" | "0" => Ok(false),
-            _ => Err(format!(
-                "config key `{key}`: invalid value `{raw}`: expected true or false"
-            )),
+            _ => Err(format!("config key `{key}`: invalid value `{raw}`: expected true or false")),
         }
     }
 
     /// Fails, naming the key, when a key outside `known` is set (catches misspelt keys).
     pub fn expect_only(&self, known: &[&str]) -> Result<(), String> {
-        match self
-            .pairs
-            .iter()
-            .find(|(k, _)| !known.contains(&k.as_str()))
-        {
-            Some((k, _)) => Err(format!(
-                "unknown config key `{k}` (known keys: {})",
-                known.join(", ")
-            )),
+        match self.pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+            Some((k, _)) => Err(format!("unknown config key `{k}` (known keys: {})", known.join(", "))),
             None => Ok(()),
         }
     }
@@ -143,10 +122,7 @@ mod tests {
         assert_eq!(c.parse_or::<i32>("missing", 7).unwrap(), 7);
         let e = c.parse::<i32>("b").unwrap_err();
         assert!(e.contains("`b`") && e.contains("` x `"), "{e}");
-        let e = Config::new()
-            .with("m", "abc")
-            .parse::<Decimal>("m")
-            .unwrap_err();
+        let e = Config::new().with("m", "abc").parse::<Decimal>("m").unwrap_err();
         assert!(e.contains("`m`") && e.contains("abc"), "{e}");
         assert!(c.require("zz").unwrap_err().contains("`zz`"));
     }

@@ -65,10 +65,7 @@ impl ColumnType {
             wit::ColumnType::Float64 => ColumnType::Float64,
             wit::ColumnType::Text => ColumnType::Text,
             wit::ColumnType::Bytes => ColumnType::Bytes,
-            wit::ColumnType::Decimal(d) => ColumnType::Decimal {
-                precision: d.precision,
-                scale: d.scale,
-            },
+            wit::ColumnType::Decimal(d) => ColumnType::Decimal { precision: d.precision, scale: d.scale },
             wit::ColumnType::Date => ColumnType::Date,
             wit::ColumnType::Timestamp => ColumnType::Timestamp,
             wit::ColumnType::Timestamptz => ColumnType::TimestampTz,
@@ -109,11 +106,7 @@ pub struct ColumnDef {
 impl ColumnDef {
     /// A column of any type.
     pub fn new(name: impl Into<String>, ty: ColumnType) -> Self {
-        ColumnDef {
-            name: name.into(),
-            ty,
-            doc: None,
-        }
+        ColumnDef { name: name.into(), ty, doc: None }
     }
     /// A text column.
     pub fn text(name: impl Into<String>) -> Self {
@@ -167,11 +160,7 @@ impl ColumnDef {
 
     /// The column definition as the WIT record.
     pub fn to_wit(&self) -> wit::ColumnDef {
-        wit::ColumnDef {
-            name: self.name.clone(),
-            type_: self.ty.to_wit(),
-            doc: self.doc.clone(),
-        }
+        wit::ColumnDef { name: self.name.clone(), type_: self.ty.to_wit(), doc: self.doc.clone() }
     }
 }
 
@@ -254,11 +243,7 @@ impl Description {
         if self.name.trim().is_empty() {
             return Err("plugin name is empty".into());
         }
-        let all = self
-            .reads
-            .iter()
-            .chain(self.writes.iter().map(|w| &w.name))
-            .chain(&self.removes);
+        let all = self.reads.iter().chain(self.writes.iter().map(|w| &w.name)).chain(&self.removes);
         if all.into_iter().any(|n| n.trim().is_empty()) {
             return Err("a column name is empty".into());
         }
@@ -308,26 +293,14 @@ mod tests {
         assert!(w.reads_before);
         assert!(matches!(
             w.writes[0].type_,
-            wit::ColumnType::Decimal(wit::DecimalType {
-                precision: 10,
-                scale: 2
-            })
+            wit::ColumnType::Decimal(wit::DecimalType { precision: 10, scale: 2 })
         ));
         assert_eq!(w.writes[0].doc.as_deref(), Some("money"));
         let dup = Description::new("p", "1").reads(["a", "a"]);
         assert!(dup.validate().unwrap_err().contains("`a`"));
-        let both = Description::new("p", "1")
-            .writes([ColumnDef::text("x")])
-            .removes(["x"]);
+        let both = Description::new("p", "1").writes([ColumnDef::text("x")]).removes(["x"]);
         assert!(both.validate().is_err());
         assert!(Description::new("p", "1").reads_all().reads_everything());
-        assert_eq!(
-            ColumnType::Decimal {
-                precision: 38,
-                scale: 2
-            }
-            .to_string(),
-            "decimal(38,2)"
-        );
+        assert_eq!(ColumnType::Decimal { precision: 38, scale: 2 }.to_string(), "decimal(38,2)");
     }
 }

@@ -140,11 +140,7 @@ impl<'a> Columns<'a> {
     #[inline]
     fn find(&self, name: &str) -> Option<&ColumnReader<'a>> {
         let key = NameKey::of(name);
-        self.keys
-            .iter()
-            .zip(&self.readers)
-            .find(|(k, r)| key.matches(name, k, r.name()))
-            .map(|(_, r)| r)
+        self.keys.iter().zip(&self.readers).find(|(k, r)| key.matches(name, k, r.name())).map(|(_, r)| r)
     }
 }
 
@@ -165,11 +161,7 @@ impl<'a> BatchView<'a> {
         if batch.sources.len() != len {
             return Err(format!("{} sources for {len} events", batch.sources.len()));
         }
-        if let Some(s) = batch
-            .sources
-            .iter()
-            .find(|s| s.table as usize >= batch.tables.len())
-        {
+        if let Some(s) = batch.sources.iter().find(|s| s.table as usize >= batch.tables.len()) {
             return Err(format!(
                 "source table index {} out of range ({} tables)",
                 s.table,
@@ -178,10 +170,7 @@ impl<'a> BatchView<'a> {
         }
         let resolve = |cols: &'a [wit::Column], image: &str| {
             cols.iter()
-                .map(|c| {
-                    ColumnReader::new(c, len)
-                        .map_err(|e| format!("{image} column `{}`: {e}", c.name))
-                })
+                .map(|c| ColumnReader::new(c, len).map_err(|e| format!("{image} column `{}`: {e}", c.name)))
                 .collect::<Result<Vec<_>, _>>()
         };
         Ok(BatchView {
@@ -229,8 +218,7 @@ impl<'a> Event<'a> {
     /// Records a mistake; the event will be rejected with the first one recorded.
     pub fn fail(&self, reason: impl Into<String>) {
         let current = self.error.take();
-        self.error
-            .set(Some(current.unwrap_or_else(|| reason.into())));
+        self.error.set(Some(current.unwrap_or_else(|| reason.into())));
     }
 
     /// The first mistake recorded for this event, if any.
@@ -277,9 +265,7 @@ impl<'a> Event<'a> {
             },
             None => {
                 if !self.view.reads.declares(name) {
-                    self.fail(format!(
-                        "column `{name}` is read but not declared in the plugin's reads"
-                    ));
+                    self.fail(format!("column `{name}` is read but not declared in the plugin's reads"));
                 }
                 Value::Null
             }
@@ -310,22 +296,14 @@ impl<'a> Event<'a> {
     }
 
     #[inline]
-    fn typed<T>(
-        &self,
-        name: &str,
-        expected: &str,
-        f: impl Fn(&Value<'a>) -> Option<T>,
-    ) -> Option<T> {
+    fn typed<T>(&self, name: &str, expected: &str, f: impl Fn(&Value<'a>) -> Option<T>) -> Option<T> {
         let v = self.get(name);
         if v.is_null() {
             return None;
         }
         let out = f(&v);
         if out.is_none() {
-            self.fail(format!(
-                "column `{name}` holds {}, expected {expected}",
-                v.type_name()
-            ));
+            self.fail(format!("column `{name}` holds {}, expected {expected}", v.type_name()));
         }
         out
     }
@@ -389,9 +367,7 @@ impl<'a> Event<'a> {
         match found {
             Some(i) => Some(&mut self.writes.columns[i]),
             None => {
-                self.fail(format!(
-                    "column `{name}` is written but not declared in the plugin's writes"
-                ));
+                self.fail(format!("column `{name}` is written but not declared in the plugin's writes"));
                 None
             }
         }
@@ -426,12 +402,7 @@ impl<'a> Event<'a> {
     /// Sets a declared text column to `parts` joined by `separator` (null when there are no parts),
     /// without building an intermediate `String`.
     #[inline]
-    pub fn set_joined<'p>(
-        &mut self,
-        name: &str,
-        parts: impl IntoIterator<Item = &'p str>,
-        separator: &str,
-    ) {
+    pub fn set_joined<'p>(&mut self, name: &str, parts: impl IntoIterator<Item = &'p str>, separator: &str) {
         let row = self.row;
         if let Some(w) = self.writer(name) {
             let result = w.put_joined(row, parts, separator);

@@ -89,8 +89,7 @@ pub use value::{Decimal, IntoValue, OwnedValue, ParseDecimalError, Value};
 /// Everything a plugin usually needs: `use cdc_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        ColumnDef, ColumnType, Config, Decimal, Description, Event, Op, Outcome, Source, Transform,
-        Value,
+        ColumnDef, ColumnType, Config, Decimal, Description, Event, Op, Outcome, Source, Transform, Value,
     };
 }
 

@@ -34,11 +34,7 @@ struct Plan {
 impl Plan {
     fn new(d: &Description) -> Self {
         Plan {
-            reads: ReadSpec {
-                all: d.reads_everything(),
-                names: d.reads.clone(),
-                before: d.reads_before,
-            },
+            reads: ReadSpec { all: d.reads_everything(), names: d.reads.clone(), before: d.reads_before },
             writes: d.writes.clone(),
         }
     }
@@ -79,11 +75,7 @@ impl<T: Transform> Runner<T> {
     pub fn new(transform: T) -> Self {
         let description = T::describe();
         let plan = Plan::new(&description);
-        Runner {
-            transform,
-            description,
-            plan,
-        }
+        Runner { transform, description, plan }
     }
 
     /// Configures the plugin (see [`Transform::configure`]) and wraps it.
@@ -120,20 +112,10 @@ fn process<T: Transform>(transform: &T, plan: &Plan, batch: &wit::Batch) -> wit:
         Ok(v) => v,
         Err(e) => return reject_all(len, &plan.writes, &format!("malformed batch: {e}")),
     };
-    let mut writes = Writes::new(
-        plan.writes
-            .iter()
-            .map(|w| ColumnWriter::new(&w.name, w.ty, len))
-            .collect(),
-    );
+    let mut writes = Writes::new(plan.writes.iter().map(|w| ColumnWriter::new(&w.name, w.ty, len)).collect());
     let mut outcomes = Vec::with_capacity(len);
     for row in 0..view.len() {
-        let mut event = Event {
-            view: &view,
-            writes: &mut writes,
-            row,
-            error: Cell::new(None),
-        };
+        let mut event = Event { view: &view, writes: &mut writes, row, error: Cell::new(None) };
         let outcome = transform.apply(&mut event);
         let error = event.error.into_inner();
         for c in &mut writes.columns {
@@ -145,14 +127,8 @@ fn process<T: Transform>(transform: &T, plan: &Plan, batch: &wit::Batch) -> wit:
             (Some(e), _) => wit::Outcome::Reject(e),
         });
     }
-    let output = wit::Output {
-        outcomes,
-        writes: writes
-            .columns
-            .into_iter()
-            .map(ColumnWriter::finish)
-            .collect(),
-    };
+    let output =
+        wit::Output { outcomes, writes: writes.columns.into_iter().map(ColumnWriter::finish).collect() };
     match validate_output(&output, len, &plan.writes) {
         Ok(()) => output,
         Err(e) => reject_all(len, &plan.writes, &format!("internal error: {e}")),
@@ -178,30 +154,16 @@ pub fn reject_all(len: usize, writes: &[ColumnDef], reason: &str) -> wit::Output
 
 /// Checks an output's shape against its batch: one outcome per event, and one column per declared
 /// write, in order, with the declared name and type and one value per event.
-pub fn validate_output(
-    output: &wit::Output,
-    batch_len: usize,
-    writes: &[ColumnDef],
-) -> Result<(), String> {
+pub fn validate_output(output: &wit::Output, batch_len: usize, writes: &[ColumnDef]) -> Result<(), String> {
     if output.outcomes.len() != batch_len {
-        return Err(format!(
-            "{} outcomes for {batch_len} events",
-            output.outcomes.len()
-        ));
+        return Err(format!("{} outcomes for {batch_len} events", output.outcomes.len()));
     }
     if output.writes.len() != writes.len() {
-        return Err(format!(
-            "{} write columns, {} declared",
-            output.writes.len(),
-            writes.len()
-        ));
+        return Err(format!("{} write columns, {} declared", output.writes.len(), writes.len()));
     }
     for (col, def) in output.writes.iter().zip(writes) {
         if col.name != def.name {
-            return Err(format!(
-                "write column `{}` where `{}` is declared",
-                col.name, def.name
-            ));
+            return Err(format!("write column `{}` where `{}` is declared", col.name, def.name));
         }
         let reader = crate::column::ColumnReader::new(col, batch_len)
             .map_err(|e| format!("write column `{}`: {e}", col.name))?;
@@ -264,10 +226,7 @@ mod tests {
     fn shape_and_values() {
         let out = Runner::new(Echo).process(&batch(&[("x", Some(5)), ("drop", None), ("y", None)]));
         assert!(validate_output(&out, 3, &Echo::describe().writes).is_ok());
-        assert!(matches!(
-            out.outcomes[..],
-            [wit::Outcome::Keep, wit::Outcome::Drop, wit::Outcome::Keep]
-        ));
+        assert!(matches!(out.outcomes[..], [wit::Outcome::Keep, wit::Outcome::Drop, wit::Outcome::Keep]));
         let b = crate::batch::ColumnReader::new(&out.writes[0], 3).unwrap();
         assert_eq!(b.get(0), Ok(Value::Text("x")));
         assert_eq!(b.get(1), Ok(Value::Null));
@@ -281,12 +240,7 @@ mod tests {
     fn mistakes_reject_with_the_column_name() {
         let out = run_batch(
             &Echo,
-            &batch(&[
-                ("undeclared", None),
-                ("undeclared-read", None),
-                ("wrong-type", None),
-                ("ok", None),
-            ]),
+            &batch(&[("undeclared", None), ("undeclared-read", None), ("wrong-type", None), ("ok", None)]),
         );
         let reasons: Vec<_> = out
             .outcomes
@@ -296,21 +250,9 @@ mod tests {
                 _ => String::new(),
             })
             .collect();
-        assert!(
-            reasons[0].contains("`zzz`") && reasons[0].contains("writes"),
-            "{}",
-            reasons[0]
-        );
-        assert!(
-            reasons[1].contains("`qqq`") && reasons[1].contains("reads"),
-            "{}",
-            reasons[1]
-        );
-        assert!(
-            reasons[2].contains("`d`") && reasons[2].contains("text"),
-            "{}",
-            reasons[2]
-        );
+        assert!(reasons[0].contains("`zzz`") && reasons[0].contains("writes"), "{}", reasons[0]);
+        assert!(reasons[1].contains("`qqq`") && reasons[1].contains("reads"), "{}", reasons[1]);
+        assert!(reasons[2].contains("`d`") && reasons[2].contains("text"), "{}", reasons[2]);
         assert_eq!(reasons[3], "");
         assert!(validate_output(&out, 4, &Echo::describe().writes).is_ok());
     }
@@ -345,21 +287,13 @@ mod tests {
         let good = run_batch(&Echo, &batch(&[("x", None)]));
         let mut short = good.clone();
         short.outcomes.clear();
-        assert!(
-            validate_output(&short, 1, &writes)
-                .unwrap_err()
-                .contains("outcomes")
-        );
+        assert!(validate_output(&short, 1, &writes).unwrap_err().contains("outcomes"));
         let mut missing = good.clone();
         missing.writes.pop();
         assert!(validate_output(&missing, 1, &writes).is_err());
         let mut renamed = good.clone();
         renamed.writes[0].name = "other".into();
-        assert!(
-            validate_output(&renamed, 1, &writes)
-                .unwrap_err()
-                .contains("`other`")
-        );
+        assert!(validate_output(&renamed, 1, &writes).unwrap_err().contains("`other`"));
         let mut short_col = good.clone();
         short_col.writes[0].present.push(true);
         assert!(validate_output(&short_col, 1, &writes).is_err());

@@ -50,12 +50,7 @@ pub struct TestEvent {
 impl TestEvent {
     /// An event of kind `op` with empty images, from table `public.events`.
     pub fn new(op: Op) -> Self {
-        TestEvent {
-            op,
-            source: EventSource::default(),
-            after: Vec::new(),
-            before: Vec::new(),
-        }
+        TestEvent { op, source: EventSource::default(), after: Vec::new(), before: Vec::new() }
     }
     /// An insert.
     pub fn create() -> Self {
@@ -94,9 +89,7 @@ impl TestEvent {
 
     /// Sets an after-image decimal column from its text (`"-5.00"`); panics when it is not a decimal.
     pub fn after_decimal(self, name: &str, decimal: &str) -> Self {
-        let d: Decimal = decimal
-            .parse()
-            .unwrap_or_else(|e| panic!("after_decimal({name:?}): {e}"));
+        let d: Decimal = decimal.parse().unwrap_or_else(|e| panic!("after_decimal({name:?}): {e}"));
         self.after(name, d)
     }
 
@@ -189,10 +182,7 @@ impl TestResult {
 
 impl From<DecodedEvent> for TestResult {
     fn from(d: DecodedEvent) -> Self {
-        TestResult {
-            outcome: d.outcome,
-            writes: d.writes,
-        }
+        TestResult { outcome: d.outcome, writes: d.writes }
     }
 }
 
@@ -209,24 +199,17 @@ pub fn batch_for<T: Transform>(events: impl IntoIterator<Item = TestEvent>) -> c
     let mut b = BatchBuilder::new();
     for e in events {
         let after = e.after.into_iter().filter(declared).collect();
-        let before = if d.reads_before {
-            e.before.into_iter().filter(declared).collect()
-        } else {
-            Vec::new()
-        };
+        let before =
+            if d.reads_before { e.before.into_iter().filter(declared).collect() } else { Vec::new() };
         b.push_owned(e.op, &e.source, after, before);
     }
-    b.build()
-        .unwrap_or_else(|e| panic!("test events do not form a batch: {e}"))
+    b.build().unwrap_or_else(|e| panic!("test events do not form a batch: {e}"))
 }
 
 /// Runs `events` through `plugin` as one batch; one [`TestResult`] per event, in order.
 ///
 /// Panics when the plugin's description is invalid or its output is malformed.
-pub fn run<T: Transform>(
-    plugin: &T,
-    events: impl IntoIterator<Item = TestEvent>,
-) -> Vec<TestResult> {
+pub fn run<T: Transform>(plugin: &T, events: impl IntoIterator<Item = TestEvent>) -> Vec<TestResult> {
     let d = T::describe();
     if let Err(e) = d.validate() {
         panic!("invalid description of `{}`: {e}", d.name);
@@ -286,13 +269,7 @@ mod tests {
             let after = e.text("a").unwrap_or("-");
             e.set_fmt(
                 "out",
-                format_args!(
-                    "{}:{}.{}:{before}>{after}:{}",
-                    e.op(),
-                    src.schema,
-                    src.table,
-                    src.snapshot
-                ),
+                format_args!("{}:{}.{}:{before}>{after}:{}", e.op(), src.schema, src.table, src.snapshot),
             );
             let n = e.int("n");
             e.set("n2", n.map(|n| n * 2));
@@ -318,20 +295,10 @@ mod tests {
                 TestEvent::read().snapshot(true),
             ],
         );
-        assert!(
-            r[0].reason().unwrap_or_default().contains("`unsent`"),
-            "{:?}",
-            r[0]
-        );
+        assert!(r[0].reason().unwrap_or_default().contains("`unsent`"), "{:?}", r[0]);
         assert_eq!(r[1].text("out"), Some("read:public.events:->-:true"));
         assert_eq!(r[1].get("n2"), Value::Null);
-        let ok = run_one(
-            &Probe,
-            TestEvent::update()
-                .before("a", "o")
-                .after("a", "n")
-                .after("n", 2i32),
-        );
+        let ok = run_one(&Probe, TestEvent::update().before("a", "o").after("a", "n").after("n", 2i32));
         assert_eq!(ok.text("out"), Some("update:public.events:o>n:false"));
         assert_eq!(ok.int("n2"), Some(4));
         assert!(ok.is_keep());
@@ -339,15 +306,8 @@ mod tests {
 
     #[test]
     fn configure_errors_surface() {
-        assert!(
-            configure::<Probe>(&[("x", "nope")])
-                .unwrap_err()
-                .contains("`x`")
-        );
-        assert_eq!(
-            run_with::<Probe>(&[("x", "1")], [TestEvent::create()]).len(),
-            1
-        );
+        assert!(configure::<Probe>(&[("x", "nope")]).unwrap_err().contains("`x`"));
+        assert_eq!(run_with::<Probe>(&[("x", "1")], [TestEvent::create()]).len(), 1);
         assert_eq!(runner::<Probe>(&[]).description().name, "probe");
     }
 

@@ -353,10 +353,7 @@ pub struct Decimal {
 
 impl Decimal {
     /// Zero, at scale 0.
-    pub const ZERO: Decimal = Decimal {
-        unscaled: 0,
-        scale: 0,
-    };
+    pub const ZERO: Decimal = Decimal { unscaled: 0, scale: 0 };
 
     /// `unscaled × 10^-scale`.
     pub const fn new(unscaled: i128, scale: u8) -> Self {
@@ -420,9 +417,7 @@ impl Decimal {
     pub fn fits(&self, precision: u8, scale: u8) -> bool {
         match self.rescale(scale) {
             Some(d) => {
-                u32::from(precision) > MAX_POW10
-                    || d.unscaled == 0
-                    || d.digits() <= u32::from(precision)
+                u32::from(precision) > MAX_POW10 || d.unscaled == 0 || d.digits() <= u32::from(precision)
             }
             None => false,
         }
@@ -489,13 +484,9 @@ impl Ord for Decimal {
         }
         // Same sign, both non-zero: bring the smaller scale up. If that overflows, the scaled-up
         // value's magnitude exceeds every i128, so it is the larger magnitude.
-        let (low, high, flipped) = if self.scale < other.scale {
-            (self, other, false)
-        } else {
-            (other, self, true)
-        };
-        let scaled =
-            pow10(u32::from(high.scale - low.scale)).and_then(|f| low.unscaled.checked_mul(f));
+        let (low, high, flipped) =
+            if self.scale < other.scale { (self, other, false) } else { (other, self, true) };
+        let scaled = pow10(u32::from(high.scale - low.scale)).and_then(|f| low.unscaled.checked_mul(f));
         let ord = match scaled {
             Some(v) => v.cmp(&high.unscaled),
             None if sa > 0 => Ordering::Greater,
@@ -557,10 +548,7 @@ impl FromStr for Decimal {
 
     /// Parses `[+-]digits[.digits]` (surrounding whitespace allowed), keeping the written scale.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |reason| ParseDecimalError {
-            input: s.to_owned(),
-            reason,
-        };
+        let err = |reason| ParseDecimalError { input: s.to_owned(), reason };
         let t = s.trim();
         let (negative, body) = match t.as_bytes().first() {
             Some(b'-') => (true, &t[1..]),
@@ -583,13 +571,7 @@ impl FromStr for Decimal {
             let d = i128::from(b - b'0');
             unscaled = unscaled
                 .checked_mul(10)
-                .and_then(|v| {
-                    if negative {
-                        v.checked_sub(d)
-                    } else {
-                        v.checked_add(d)
-                    }
-                })
+                .and_then(|v| if negative { v.checked_sub(d) } else { v.checked_add(d) })
                 .ok_or_else(|| err("too many digits"))?;
         }
         Ok(Decimal { unscaled, scale })
@@ -611,14 +593,8 @@ mod tests {
         assert_eq!(Decimal::new(-5, 3).to_string(), "-0.005");
         assert_eq!(Decimal::new(0, 2).to_string(), "0.00");
         assert_eq!(Decimal::new(12345, 0).to_string(), "12345");
-        assert_eq!(
-            Decimal::new(i128::MIN, 0).to_string(),
-            i128::MIN.to_string()
-        );
-        assert_eq!(
-            Decimal::new(i128::from(i64::MAX) * 1000 + 1, 3).to_string(),
-            "9223372036854775807.001"
-        );
+        assert_eq!(Decimal::new(i128::MIN, 0).to_string(), i128::MIN.to_string());
+        assert_eq!(Decimal::new(i128::from(i64::MAX) * 1000 + 1, 3).to_string(), "9223372036854775807.001");
         assert_eq!(format!("{:>8}", Decimal::new(-5, 1)), "    -0.5");
     }
 
@@ -692,10 +668,7 @@ mod tests {
         assert_eq!(Value::Bytes(&[1, 0xab]).to_string(), "0x01ab");
         let owned = Value::Text("hi").to_owned_value();
         assert_eq!(owned.as_value(), Value::Text("hi"));
-        assert_eq!(
-            String::from("s").with_value(|v| v.to_owned_value()),
-            OwnedValue::Text("s".into())
-        );
+        assert_eq!(String::from("s").with_value(|v| v.to_owned_value()), OwnedValue::Text("s".into()));
         assert!(None::<String>.with_value(|v| v.is_null()));
     }
 }

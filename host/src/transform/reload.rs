@@ -197,15 +197,13 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Loads the chain `options.config` names (the chain to start with) and starts watching. Dropping
-    /// the reloader stops the watching.
+    /// Starts watching, then loads the chain `options.config` names (the chain to start with; a change
+    /// made while it loads is not missed). Dropping the reloader stops the watching.
     pub fn start(options: ReloadOptions) -> Result<(Chain, Reloader), ReloadError> {
         let ReloadOptions { config, config_file, reread, metrics, halt } = options;
-        let mut loader = Loader::new(&config, Some(metrics.clone()), halt)?;
-        let candidate = loader.read(&config)?;
-        let fingerprint = candidate.fingerprint.clone();
-        let chain = loader.build(candidate)?;
-
+        if !config.plugins.dir.is_dir() {
+            return Err(PluginError::MissingDir(config.plugins.dir.clone()).into());
+        }
         let watch_err = |path: &Path, e: &dyn std::fmt::Display| ReloadError::Watch {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -235,6 +233,10 @@ impl Reloader {
             watcher.watch(&c.dir, RecursiveMode::NonRecursive).map_err(|e| watch_err(&c.dir, &e))?;
         }
 
+        let mut loader = Loader::new(&config, Some(metrics.clone()), halt)?;
+        let candidate = loader.read(&config)?;
+        let fingerprint = candidate.fingerprint.clone();
+        let chain = loader.build(candidate)?;
         let slot: Slot = Arc::default();
         let identity = chain.identity();
         set_active(&metrics, &chain);

@@ -21,18 +21,13 @@ pub struct BusinessRules {
 
 impl Default for BusinessRules {
     fn default() -> Self {
-        BusinessRules {
-            drop_deletes: true,
-            require_email: true,
-            min_lifetime_value: Decimal::ZERO,
-        }
+        BusinessRules { drop_deletes: true, require_email: true, min_lifetime_value: Decimal::ZERO }
     }
 }
 
 impl Transform for BusinessRules {
     fn describe() -> Description {
-        Description::new("business-rules", env!("CARGO_PKG_VERSION"))
-            .reads(["email", "lifetime_value"])
+        Description::new("business-rules", env!("CARGO_PKG_VERSION")).reads(["email", "lifetime_value"])
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
@@ -65,10 +60,7 @@ impl Transform for BusinessRules {
             v => match v.as_decimal() {
                 Some(d) => d < self.min_lifetime_value,
                 None => {
-                    return Outcome::Reject(format!(
-                        "lifetime_value has unsupported type {}",
-                        v.type_name()
-                    ));
+                    return Outcome::Reject(format!("lifetime_value has unsupported type {}", v.type_name()));
                 }
             },
         };
@@ -106,22 +98,10 @@ mod tests {
     #[test]
     fn valid_customers_are_kept() {
         let p = BusinessRules::default();
-        assert_eq!(
-            outcome(&p, customer(Value::Text("a@b.c"), Some("10.50"))),
-            Outcome::Keep
-        );
-        assert_eq!(
-            outcome(&p, customer(Value::Text("a@b.c"), Some("0.00"))),
-            Outcome::Keep
-        );
-        assert_eq!(
-            outcome(&p, customer(Value::Text("a@b.c"), Some("0"))),
-            Outcome::Keep
-        );
-        assert_eq!(
-            outcome(&p, customer(Value::Text("a@b.c"), None)),
-            Outcome::Keep
-        );
+        assert_eq!(outcome(&p, customer(Value::Text("a@b.c"), Some("10.50"))), Outcome::Keep);
+        assert_eq!(outcome(&p, customer(Value::Text("a@b.c"), Some("0.00"))), Outcome::Keep);
+        assert_eq!(outcome(&p, customer(Value::Text("a@b.c"), Some("0"))), Outcome::Keep);
+        assert_eq!(outcome(&p, customer(Value::Text("a@b.c"), None)), Outcome::Keep);
         let update = TestEvent::update().after("email", "x@y.z");
         assert_eq!(outcome(&p, update), Outcome::Keep);
     }
@@ -133,10 +113,7 @@ mod tests {
             let o = outcome(&p, customer(email, Some("1")));
             assert_eq!(o, Outcome::reject("missing email"), "{email:?}");
         }
-        assert_eq!(
-            outcome(&p, TestEvent::create()),
-            Outcome::reject("missing email")
-        );
+        assert_eq!(outcome(&p, TestEvent::create()), Outcome::reject("missing email"));
     }
 
     #[test]
@@ -147,81 +124,40 @@ mod tests {
         let o = outcome(&p, customer(Value::Text("a@b.c"), Some("-0.01")));
         assert_eq!(o, Outcome::reject("lifetime_value -0.01 is negative"));
         // beyond i64
-        let o = outcome(
-            &p,
-            customer(Value::Text("a@b.c"), Some("-123456789012345678901234.5")),
-        );
-        assert_eq!(
-            o,
-            Outcome::reject("lifetime_value -123456789012345678901234.5 is negative")
-        );
-        let o = outcome(
-            &p,
-            customer(Value::Text("a@b.c"), Some("123456789012345678901234.5")),
-        );
+        let o = outcome(&p, customer(Value::Text("a@b.c"), Some("-123456789012345678901234.5")));
+        assert_eq!(o, Outcome::reject("lifetime_value -123456789012345678901234.5 is negative"));
+        let o = outcome(&p, customer(Value::Text("a@b.c"), Some("123456789012345678901234.5")));
         assert_eq!(o, Outcome::Keep);
     }
 
     #[test]
     fn integer_lifetime_values_are_accepted() {
         let p = BusinessRules::default();
-        let e = TestEvent::create()
-            .after("email", "a@b.c")
-            .after("lifetime_value", -3i64);
-        assert_eq!(
-            outcome(&p, e),
-            Outcome::reject("lifetime_value -3 is negative")
-        );
-        let e = TestEvent::create()
-            .after("email", "a@b.c")
-            .after("lifetime_value", 3i32);
+        let e = TestEvent::create().after("email", "a@b.c").after("lifetime_value", -3i64);
+        assert_eq!(outcome(&p, e), Outcome::reject("lifetime_value -3 is negative"));
+        let e = TestEvent::create().after("email", "a@b.c").after("lifetime_value", 3i32);
         assert_eq!(outcome(&p, e), Outcome::Keep);
     }
 
     #[test]
     fn float_and_text_lifetime_values() {
         let p = BusinessRules::default();
-        let e = TestEvent::create()
-            .after("email", "a@b.c")
-            .after("lifetime_value", -2.5f64);
-        assert_eq!(
-            outcome(&p, e),
-            Outcome::reject("lifetime_value -2.5 is negative")
-        );
-        let e = TestEvent::create()
-            .after("email", "a@b.c")
-            .after("lifetime_value", "-5.00");
-        assert_eq!(
-            outcome(&p, e),
-            Outcome::reject("lifetime_value -5.00 is negative")
-        );
-        let e = TestEvent::create()
-            .after("email", "a@b.c")
-            .after("lifetime_value", "7");
+        let e = TestEvent::create().after("email", "a@b.c").after("lifetime_value", -2.5f64);
+        assert_eq!(outcome(&p, e), Outcome::reject("lifetime_value -2.5 is negative"));
+        let e = TestEvent::create().after("email", "a@b.c").after("lifetime_value", "-5.00");
+        assert_eq!(outcome(&p, e), Outcome::reject("lifetime_value -5.00 is negative"));
+        let e = TestEvent::create().after("email", "a@b.c").after("lifetime_value", "7");
         assert_eq!(outcome(&p, e), Outcome::Keep);
-        let e = TestEvent::create()
-            .after("email", "a@b.c")
-            .after("lifetime_value", "n/a");
-        assert_eq!(
-            outcome(&p, e),
-            Outcome::reject("lifetime_value `n/a` is not a number")
-        );
-        let e = TestEvent::create()
-            .after("email", "a@b.c")
-            .after("lifetime_value", true);
-        assert_eq!(
-            outcome(&p, e),
-            Outcome::reject("lifetime_value has unsupported type boolean")
-        );
+        let e = TestEvent::create().after("email", "a@b.c").after("lifetime_value", "n/a");
+        assert_eq!(outcome(&p, e), Outcome::reject("lifetime_value `n/a` is not a number"));
+        let e = TestEvent::create().after("email", "a@b.c").after("lifetime_value", true);
+        assert_eq!(outcome(&p, e), Outcome::reject("lifetime_value has unsupported type boolean"));
     }
 
     #[test]
     fn missing_email_wins_over_negative_value() {
         let p = BusinessRules::default();
-        assert_eq!(
-            outcome(&p, customer(Value::Null, Some("-1"))),
-            Outcome::reject("missing email")
-        );
+        assert_eq!(outcome(&p, customer(Value::Null, Some("-1"))), Outcome::reject("missing email"));
     }
 
     #[test]
@@ -250,15 +186,9 @@ mod tests {
             outcome(&p, customer(Value::Text("a@b.c"), Some("99.99"))),
             Outcome::reject("lifetime_value 99.99 is below 100.00")
         );
-        assert_eq!(
-            outcome(&p, customer(Value::Text("a@b.c"), Some("100"))),
-            Outcome::Keep
-        );
+        assert_eq!(outcome(&p, customer(Value::Text("a@b.c"), Some("100"))), Outcome::Keep);
         let p: BusinessRules = testing::configure(&[("min_lifetime_value", "-10")]).unwrap();
-        assert_eq!(
-            outcome(&p, customer(Value::Text("a@b.c"), Some("-5.00"))),
-            Outcome::Keep
-        );
+        assert_eq!(outcome(&p, customer(Value::Text("a@b.c"), Some("-5.00"))), Outcome::Keep);
         assert_eq!(
             outcome(&p, customer(Value::Text("a@b.c"), Some("-10.01"))),
             Outcome::reject("lifetime_value -10.01 is below -10")
@@ -268,10 +198,7 @@ mod tests {
     #[test]
     fn config_errors_name_key_and_value() {
         let e = testing::configure::<BusinessRules>(&[("min_lifetime_value", "lots")]).unwrap_err();
-        assert!(
-            e.contains("min_lifetime_value") && e.contains("lots"),
-            "{e}"
-        );
+        assert!(e.contains("min_lifetime_value") && e.contains("lots"), "{e}");
         let e = testing::configure::<BusinessRules>(&[("drop_deletes", "sometimes")]).unwrap_err();
         assert!(e.contains("drop_deletes") && e.contains("sometimes"), "{e}");
         let e = testing::configure::<BusinessRules>(&[("require_email", "2")]).unwrap_err();
@@ -294,10 +221,7 @@ mod tests {
         assert!(results[0].is_keep());
         assert!(results[1].is_drop());
         assert_eq!(results[2].reason(), Some("missing email"));
-        assert_eq!(
-            results[3].reason(),
-            Some("lifetime_value -5.00 is negative")
-        );
+        assert_eq!(results[3].reason(), Some("lifetime_value -5.00 is negative"));
         assert!(results.iter().all(|r| r.writes.is_empty()));
     }
 

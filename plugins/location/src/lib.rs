@@ -14,9 +14,7 @@ pub struct Location {
 impl Location {
     /// A plugin joining with `separator`.
     pub fn new(separator: impl Into<String>) -> Self {
-        Location {
-            separator: separator.into(),
-        }
+        Location { separator: separator.into() }
     }
 }
 
@@ -30,9 +28,7 @@ impl Transform for Location {
     fn describe() -> Description {
         Description::new("location", env!("CARGO_PKG_VERSION"))
             .reads(["city", "state", "country"])
-            .writes(
-                [ColumnDef::text("location").doc("city, state and country, trimmed and joined")],
-            )
+            .writes([ColumnDef::text("location").doc("city, state and country, trimmed and joined")])
             .removes(["city", "state", "country"])
     }
 
@@ -41,16 +37,8 @@ impl Transform for Location {
     }
 
     fn apply(&self, event: &mut Event<'_>) -> Outcome {
-        let parts = [
-            event.text("city"),
-            event.text("state"),
-            event.text("country"),
-        ];
-        let parts = parts
-            .into_iter()
-            .flatten()
-            .map(str::trim)
-            .filter(|p| !p.is_empty());
+        let parts = [event.text("city"), event.text("state"), event.text("country")];
+        let parts = parts.into_iter().flatten().map(str::trim).filter(|p| !p.is_empty());
         event.set_joined("location", parts, &self.separator);
         Outcome::Keep
     }
@@ -63,18 +51,10 @@ mod tests {
     use super::*;
     use cdc_sdk::testing::{self, TestEvent};
 
-    fn location(
-        plugin: &Location,
-        city: Value<'_>,
-        state: Value<'_>,
-        country: Value<'_>,
-    ) -> Option<String> {
+    fn location(plugin: &Location, city: Value<'_>, state: Value<'_>, country: Value<'_>) -> Option<String> {
         let r = testing::run_one(
             plugin,
-            TestEvent::update()
-                .after("city", city)
-                .after("state", state)
-                .after("country", country),
+            TestEvent::update().after("city", city).after("state", state).after("country", country),
         );
         assert!(r.is_keep(), "{r:?}");
         r.text("location").map(str::to_owned)
@@ -94,22 +74,10 @@ mod tests {
     #[test]
     fn trims_and_skips_missing_parts() {
         let p = Location::default();
-        assert_eq!(
-            location(&p, Text(" Lyon "), Null, Text(" France")).as_deref(),
-            Some("Lyon, France")
-        );
-        assert_eq!(
-            location(&p, Text("  "), Text("Bavaria"), Text("")).as_deref(),
-            Some("Bavaria")
-        );
-        assert_eq!(
-            location(&p, Null, Null, Text("Japan ")).as_deref(),
-            Some("Japan")
-        );
-        assert_eq!(
-            location(&p, Text("Oslo"), Null, Null).as_deref(),
-            Some("Oslo")
-        );
+        assert_eq!(location(&p, Text(" Lyon "), Null, Text(" France")).as_deref(), Some("Lyon, France"));
+        assert_eq!(location(&p, Text("  "), Text("Bavaria"), Text("")).as_deref(), Some("Bavaria"));
+        assert_eq!(location(&p, Null, Null, Text("Japan ")).as_deref(), Some("Japan"));
+        assert_eq!(location(&p, Text("Oslo"), Null, Null).as_deref(), Some("Oslo"));
     }
 
     #[test]
@@ -117,19 +85,13 @@ mod tests {
         let p = Location::default();
         assert_eq!(location(&p, Null, Null, Null), None);
         assert_eq!(location(&p, Text(""), Text(" "), Text("\t")), None);
-        assert_eq!(
-            testing::run_one(&p, TestEvent::read()).text("location"),
-            None
-        );
+        assert_eq!(testing::run_one(&p, TestEvent::read()).text("location"), None);
     }
 
     #[test]
     fn configured_separator() {
         let p: Location = testing::configure(&[("separator", " / ")]).unwrap();
-        assert_eq!(
-            location(&p, Text("a"), Null, Text("c")).as_deref(),
-            Some("a / c")
-        );
+        assert_eq!(location(&p, Text("a"), Null, Text("c")).as_deref(), Some("a / c"));
         let d: Location = testing::configure(&[]).unwrap();
         assert_eq!(d.separator, ", ");
     }

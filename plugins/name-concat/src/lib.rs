@@ -14,9 +14,7 @@ pub struct NameConcat {
 impl NameConcat {
     /// A plugin joining with `separator`.
     pub fn new(separator: impl Into<String>) -> Self {
-        NameConcat {
-            separator: separator.into(),
-        }
+        NameConcat { separator: separator.into() }
     }
 }
 
@@ -30,9 +28,7 @@ impl Transform for NameConcat {
     fn describe() -> Description {
         Description::new("name-concat", env!("CARGO_PKG_VERSION"))
             .reads(["first_name", "last_name"])
-            .writes([
-                ColumnDef::text("full_name").doc("first_name and last_name, trimmed and joined")
-            ])
+            .writes([ColumnDef::text("full_name").doc("first_name and last_name, trimmed and joined")])
             .removes(["first_name", "last_name"])
     }
 
@@ -42,11 +38,7 @@ impl Transform for NameConcat {
 
     fn apply(&self, event: &mut Event<'_>) -> Outcome {
         let parts = [event.text("first_name"), event.text("last_name")];
-        let parts = parts
-            .into_iter()
-            .flatten()
-            .map(str::trim)
-            .filter(|p| !p.is_empty());
+        let parts = parts.into_iter().flatten().map(str::trim).filter(|p| !p.is_empty());
         event.set_joined("full_name", parts, &self.separator);
         Outcome::Keep
     }
@@ -60,12 +52,8 @@ mod tests {
     use cdc_sdk::testing::{self, TestEvent};
 
     fn full_name(plugin: &NameConcat, first: Value<'_>, last: Value<'_>) -> Option<String> {
-        let r = testing::run_one(
-            plugin,
-            TestEvent::create()
-                .after("first_name", first)
-                .after("last_name", last),
-        );
+        let r =
+            testing::run_one(plugin, TestEvent::create().after("first_name", first).after("last_name", last));
         assert!(r.is_keep(), "{r:?}");
         r.text("full_name").map(str::to_owned)
     }
@@ -80,22 +68,10 @@ mod tests {
     #[test]
     fn skips_null_and_blank_parts() {
         let p = NameConcat::default();
-        assert_eq!(
-            full_name(&p, Value::Text("Ada"), Value::Null).as_deref(),
-            Some("Ada")
-        );
-        assert_eq!(
-            full_name(&p, Value::Null, Value::Text("Lovelace")).as_deref(),
-            Some("Lovelace")
-        );
-        assert_eq!(
-            full_name(&p, Value::Text("   "), Value::Text("Lovelace")).as_deref(),
-            Some("Lovelace")
-        );
-        assert_eq!(
-            full_name(&p, Value::Text(""), Value::Text(" x ")).as_deref(),
-            Some("x")
-        );
+        assert_eq!(full_name(&p, Value::Text("Ada"), Value::Null).as_deref(), Some("Ada"));
+        assert_eq!(full_name(&p, Value::Null, Value::Text("Lovelace")).as_deref(), Some("Lovelace"));
+        assert_eq!(full_name(&p, Value::Text("   "), Value::Text("Lovelace")).as_deref(), Some("Lovelace"));
+        assert_eq!(full_name(&p, Value::Text(""), Value::Text(" x ")).as_deref(), Some("x"));
     }
 
     #[test]
@@ -111,10 +87,7 @@ mod tests {
 
     #[test]
     fn delete_has_no_after_image() {
-        let r = testing::run_one(
-            &NameConcat::default(),
-            TestEvent::delete().before("first_name", "Ada"),
-        );
+        let r = testing::run_one(&NameConcat::default(), TestEvent::delete().before("first_name", "Ada"));
         assert!(r.is_keep());
         assert_eq!(r.text("full_name"), None);
     }
