@@ -230,11 +230,6 @@ impl Decoder {
         Self { declared, decimal_handling, schemas: HashMap::new(), last_schema: None }
     }
 
-    /// Replaces the declared column types (after the table schema changed).
-    pub fn set_declared(&mut self, declared: HashMap<String, ColType>) {
-        self.declared = declared;
-    }
-
     /// Decodes every record of `raw`.
     pub fn decode(&mut self, raw: &RawBatch) -> Decoded {
         let mut b = BatchBuilder::new(raw.len());

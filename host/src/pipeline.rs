@@ -661,11 +661,6 @@ pub async fn create_tables(cfg: &Config) -> Result<(String, String), PipelineErr
     Ok((main.identifier().to_string(), dlq.identifier().to_string()))
 }
 
-/// The catalog, for read-only tools.
-pub async fn open_catalog(cfg: &Config) -> Result<impl Catalog, PipelineError> {
-    Ok(catalog::open(cfg).await?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@
 //! committed only after the Iceberg commit that holds the rows, for lag tooling.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,13 +45,13 @@ fn parse_stream(s: &str) -> Option<(&str, i32)> {
 struct Shared {
     handle: Option<Arc<dyn PipelineHandle>>,
     reset: OffsetReset,
-    /// Set by a revocation: the batch being filled must be dropped.
-    revoked: bool,
     assigned: Vec<(String, i32)>,
 }
 
 struct Context {
     shared: Arc<Mutex<Shared>>,
+    /// Set by a revocation: the batch being filled must be dropped.
+    revoked: Arc<AtomicBool>,
 }
 
 impl ClientContext for Context {
@@ -76,9 +77,9 @@ impl ClientContext for Context {
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
+            self.revoked.store(true, Ordering::Relaxed);
             let handle = {
                 let mut s = self.shared.lock().expect("kafka state");
-                s.revoked = true;
                 s.assigned.clear();
                 s.handle.clone()
             };
@@ -164,14 +165,14 @@ fn start_offsets(
 pub struct KafkaSource {
     consumer: BaseConsumer<Context>,
     shared: Arc<Mutex<Shared>>,
+    revoked: Arc<AtomicBool>,
     cfg: KafkaConfig,
     mode: Mode,
     name: String,
-    streams: HashMap<(String, i32), u16>,
-    /// Batch mode: end offsets (exclusive) per partition, taken at start.
-    ends: HashMap<(String, i32), i64>,
-    /// Batch mode: next offset per partition.
-    next: HashMap<(String, i32), i64>,
+    /// Topic-partitions of the batch being filled, with their index in `RawBatch::streams`.
+    streams: Vec<(String, i32, u16)>,
+    /// Batch mode: per partition, the end offset (exclusive) taken at start and the next offset.
+    bounds: Vec<Bounds>,
     metrics: Metrics,
     last_lag: Instant,
     last_error: Option<Instant>,
@@ -196,29 +197,31 @@ impl KafkaSource {
                     OffsetReset::Latest => "latest",
                 },
             )
-            .set("client.id", "cdc-host");
+            .set("client.id", "cdc-host")
+            // Bound the prefetch queue (librdkafka keeps 100k messages per partition by default) and
+            // refill it promptly (its default waits a second once the queue was full).
+            .set("queued.min.messages", "10000")
+            .set("queued.max.messages.kbytes", "16384")
+            .set("fetch.queue.backoff.ms", "5");
         for (k, v) in &cfg.properties {
             client.set(k, v);
         }
-        let shared = Arc::new(Mutex::new(Shared {
-            handle: None,
-            reset: cfg.auto_offset_reset,
-            revoked: false,
-            assigned: Vec::new(),
-        }));
+        let shared =
+            Arc::new(Mutex::new(Shared { handle: None, reset: cfg.auto_offset_reset, assigned: Vec::new() }));
+        let revoked = Arc::new(AtomicBool::new(false));
         let consumer: BaseConsumer<Context> = client
-            .create_with_context(Context { shared: shared.clone() })
+            .create_with_context(Context { shared: shared.clone(), revoked: revoked.clone() })
             .map_err(|e| PipelineError::Source(format!("Kafka consumer configuration: {e}")))?;
         let name = cfg.topics.join(",");
         Ok(Self {
             consumer,
             shared,
+            revoked,
             cfg,
             mode,
             name,
-            streams: HashMap::new(),
-            ends: HashMap::new(),
-            next: HashMap::new(),
+            streams: Vec::new(),
+            bounds: Vec::new(),
             metrics,
             last_lag: Instant::now(),
             last_error: None,
@@ -253,17 +256,16 @@ impl KafkaSource {
                 .consumer
                 .fetch_watermarks(t, *p, timeout)
                 .map_err(|e| PipelineError::Source(format!("end offsets of {t}/{p}: {e}")))?;
-            self.ends.insert((t.clone(), *p), high);
             let start = match tpl.find_partition(t, *p).map(|e| e.offset()) {
                 Some(Offset::Offset(o)) => o,
                 Some(Offset::End) => high,
                 _ => low,
             };
-            self.next.insert((t.clone(), *p), start.max(low));
+            self.bounds.push(Bounds { topic: t.clone(), partition: *p, end: high, next: start.max(low) });
         }
         self.consumer.assign(&tpl).map_err(|e| PipelineError::Source(format!("assign: {e}")))?;
         self.shared.lock().expect("kafka state").assigned = parts.clone();
-        let total: i64 = parts.iter().map(|k| self.ends[k] - self.next[k]).sum();
+        let total: i64 = self.bounds.iter().map(|b| (b.end - b.next).max(0)).sum();
         tracing::info!(
             partitions = parts.len(),
             records = total,
@@ -273,7 +275,7 @@ impl KafkaSource {
     }
 
     fn batch_done(&self) -> bool {
-        self.ends.iter().all(|(k, end)| self.next.get(k).is_some_and(|n| n >= end))
+        self.bounds.iter().all(|b| b.next >= b.end)
     }
 
     fn report_lag(&mut self) {
@@ -298,19 +300,27 @@ impl KafkaSource {
     }
 }
 
-/// The index of a topic-partition in `out.streams`, adding it on first sight.
+/// Batch mode: how far one partition goes.
+struct Bounds {
+    topic: String,
+    partition: i32,
+    end: i64,
+    next: i64,
+}
+
+/// The index of a topic-partition in `out.streams`, adding it on first sight (no allocation after).
 fn stream_index(
-    streams: &mut HashMap<(String, i32), u16>,
+    streams: &mut Vec<(String, i32, u16)>,
     out: &mut RawBatch,
     topic: &str,
     partition: i32,
 ) -> u16 {
-    if let Some(&i) = streams.get(&(topic.to_string(), partition)) {
-        return i;
+    if let Some((_, _, i)) = streams.iter().find(|(t, p, _)| *p == partition && t == topic) {
+        return *i;
     }
     out.streams.push(Arc::from(stream_name(topic, partition)));
     let i = (out.streams.len() - 1) as u16;
-    streams.insert((topic.to_string(), partition), i);
+    streams.push((topic.to_string(), partition, i));
     i
 }
 
@@ -343,7 +353,7 @@ impl Source for KafkaSource {
                 break;
             }
             let polled = self.consumer.poll(deadline - now);
-            if std::mem::take(&mut self.shared.lock().expect("kafka state").revoked) {
+            if self.revoked.swap(false, Ordering::Relaxed) {
                 // Partitions changed hands inside that poll: what was polled before is not ours to
                 // hand over any more; whoever owns the partitions now reads it from the table's positions.
                 out.clear();
@@ -354,17 +364,20 @@ impl Source for KafkaSource {
             match polled {
                 Ok(m) => {
                     self.last_error = None;
-                    let (topic, partition, offset) = (m.topic().to_string(), m.partition(), m.offset());
+                    let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
                     if self.mode == Mode::Batch {
-                        let key = (topic.clone(), partition);
-                        let Some(end) = self.ends.get(&key).copied() else { continue };
-                        if offset >= end {
-                            self.next.insert(key, end);
+                        let Some(b) =
+                            self.bounds.iter_mut().find(|b| b.partition == partition && b.topic == topic)
+                        else {
+                            continue;
+                        };
+                        if offset >= b.end {
+                            b.next = b.end;
                             continue;
                         }
-                        self.next.insert(key, offset + 1);
+                        b.next = offset + 1;
                     }
-                    let stream = stream_index(&mut self.streams, out, &topic, partition);
+                    let stream = stream_index(&mut self.streams, out, topic, partition);
                     out.push(stream, offset, m.payload().unwrap_or(b"null"));
                     if self.mode == Mode::Batch && self.batch_done() {
                         break;
