@@ -308,7 +308,9 @@ fn postgres_changes_reach_iceberg() {
     let _stack = stack();
     let dir = tempfile::tempdir().unwrap();
     let wh = dir.path().join("wh");
-    let cfg = kafka_config(dir.path(), 100_000);
+    // Start at the end of the shared CDC topic (it may hold other runs' history), once assigned.
+    let cfg =
+        kafka_config_with(dir.path(), 100_000, &[("auto_offset_reset", "auto_offset_reset = \"latest\"")]);
     let tag = unique("e2e");
     let mut host = Host::start(
         dir.path(),
@@ -319,6 +321,11 @@ fn postgres_changes_reach_iceberg() {
         &unique("group"),
         "streaming",
     );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !host.log_text().contains("partitions assigned") {
+        assert!(Instant::now() < deadline, "no partitions assigned within 60 s:\n{}", host.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let ids: Vec<i64> = psql(&format!(
         "INSERT INTO customers (email, first_name, last_name, city, state, country, customer_tier, lifetime_value, registration_date) VALUES

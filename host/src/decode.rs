@@ -258,7 +258,7 @@ impl Decoder {
             }
         }
         stats.dead_letters = dead.len() as u64;
-        let batch = b.finish(self);
+        let batch = b.finish();
         stats.events = batch.len() as u64;
         Decoded { batch, dead_letters: dead, stats }
     }
@@ -869,7 +869,7 @@ impl BatchBuilder {
         col.b.append(col.ty, v, hint, ctx.decimal).map_err(|e| format!("column `{name}`: {e}"))
     }
 
-    fn finish(self, _decoder: &Decoder) -> ChangeBatch {
+    fn finish(self) -> ChangeBatch {
         let rows = self.ops.len();
         let keep = if self.rejected.is_empty() {
             None
