@@ -28,17 +28,7 @@ fn replay(setting: &str) -> (Value, Value, Value) {
     let dir = tempfile::tempdir().unwrap();
     let input = all_scenarios(setting, dir.path());
     let wh = dir.path().join("warehouse");
-    let summary = host_ok(
-        dir.path(),
-        &[
-            "--plugins",
-            plugins_dir().to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--warehouse",
-            wh.to_str().unwrap(),
-        ],
-    );
+    let summary = run_shipped(dir.path(), &input, &wh);
     let table = read_table(&wh, TABLE);
     let dlq = read_table(&wh, DLQ);
     (summary, table, dlq)
@@ -216,17 +206,7 @@ fn bare_envelopes_and_stdin_are_accepted() {
     let input = dir.path().join("bare.ndjson");
     std::fs::write(&input, bare).unwrap();
     let wh = dir.path().join("wh");
-    let summary = host_ok(
-        dir.path(),
-        &[
-            "--plugins",
-            plugins_dir().to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--warehouse",
-            wh.to_str().unwrap(),
-        ],
-    );
+    let summary = run_shipped(dir.path(), &input, &wh);
     assert_eq!(summary["rows_committed"], 3);
     let rows_read = read_table(&wh, TABLE);
     let mut names: Vec<_> = rows(&rows_read).iter().map(|r| s(r, "full_name").unwrap().to_string()).collect();

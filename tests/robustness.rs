@@ -145,17 +145,7 @@ fn unreadable_lines_are_dead_lettered_and_the_run_goes_on() {
     let input = dir.path().join("mixed.ndjson");
     std::fs::write(&input, lines.join("\n")).unwrap();
     let wh = dir.path().join("wh");
-    let summary = host_ok(
-        dir.path(),
-        &[
-            "--plugins",
-            plugins_dir().to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--warehouse",
-            wh.to_str().unwrap(),
-        ],
-    );
+    let summary = run_shipped(dir.path(), &input, &wh);
     assert_eq!(summary["rows_committed"], 3, "{summary}");
     let dlq = read_table(&wh, DLQ);
     let dead = rows(&dlq);

@@ -112,6 +112,21 @@ pub fn host_ok(dir: &Path, args: &[&str]) -> Value {
     })
 }
 
+/// Runs the shipped chain over `input` into `warehouse`; asserts success and returns the summary.
+pub fn run_shipped(dir: &Path, input: &Path, warehouse: &Path) -> Value {
+    host_ok(
+        dir,
+        &[
+            "--plugins",
+            plugins_dir().to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--warehouse",
+            warehouse.to_str().unwrap(),
+        ],
+    )
+}
+
 /// Runs `cdc-host`, asserts it failed, and returns its stderr.
 pub fn host_err(dir: &Path, args: &[&str]) -> String {
     let out = host(dir, args);
