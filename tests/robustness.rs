@@ -81,6 +81,8 @@ fn assert_contained(mode: &str, setting: &[(&str, &str)], reason: &str) {
         assert!(d["record"].as_str().unwrap().contains("example.com"));
     }
     assert!(stderr.contains("plugin failed on a batch"), "{stderr}");
+    // The log names the records of the failed batches by their input position.
+    assert!(stderr.contains("insert.ndjson:1") && stderr.contains("insert.ndjson:3"), "{stderr}");
 }
 
 #[test]

@@ -303,7 +303,7 @@ pub async fn run<S: Source + 'static>(
                             break;
                         }
                     };
-                    let chain_stats = chain.apply(&mut batch, &mut dead);
+                    let chain_stats = chain.apply_at(&mut batch, &mut dead, &|o| raw.position(o as usize));
                     let work = Work {
                         raw,
                         batch,

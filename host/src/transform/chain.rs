@@ -317,6 +317,17 @@ impl Chain {
     /// a batch a plugin failed on become dead letters. A plugin that fails `quarantine_after` batches in
     /// a row is quarantined: skipped from then on (`pass-through`), or the pipeline is stopped (`stop`).
     pub fn apply(&mut self, batch: &mut ChangeBatch, dead: &mut Vec<DeadLetter>) -> ChainStats {
+        self.apply_at(batch, dead, &|origin| format!("record {origin} of the batch"))
+    }
+
+    /// [`Chain::apply`], naming records by `position` (e.g. `file:line`, `topic/partition:offset`) in
+    /// the log when a plugin fails.
+    pub fn apply_at(
+        &mut self,
+        batch: &mut ChangeBatch,
+        dead: &mut Vec<DeadLetter>,
+        position: &dyn Fn(u32) -> String,
+    ) -> ChainStats {
         let mut stats = ChainStats { events_in: batch.len() as u64, ..Default::default() };
         let sup = &self.supervision;
         for (stage, health) in self.stages.iter_mut().zip(&mut self.health) {
@@ -377,11 +388,13 @@ impl Chain {
                 Err(e) => {
                     stats.plugin_failures += 1;
                     stats.failed += batch.len() as u64;
-                    let first = batch.origins.first().copied().unwrap_or(0);
+                    let first = batch.origins.first().map(|&o| position(o)).unwrap_or_default();
+                    let last = batch.origins.last().map(|&o| position(o)).unwrap_or_default();
                     tracing::error!(
                         plugin = %e.plugin,
                         events = batch.len(),
-                        first_record = first,
+                        first_record = %first,
+                        last_record = %last,
                         error = %e.message,
                         "plugin failed on a batch; the batch goes to the dead-letter output"
                     );
