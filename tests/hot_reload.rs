@@ -539,21 +539,7 @@ fn quarantine_passes_events_through() {
     );
     let input = input_file(dir.path(), 10);
     let wh = dir.path().join("wh");
-    let out = host(
-        dir.path(),
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--plugins",
-            plugins.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--warehouse",
-            wh.to_str().unwrap(),
-            "--batch-size",
-            "2",
-        ],
-    );
+    let out = run_configured(dir.path(), &cfg, &plugins, &input, &wh, 2);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("plugin quarantined after consecutive failed batches"), "{stderr}");
@@ -580,21 +566,7 @@ fn quarantine_can_stop_the_pipeline_after_committing() {
     );
     let input = input_file(dir.path(), 50);
     let wh = dir.path().join("wh");
-    let out = host(
-        dir.path(),
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--plugins",
-            plugins.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--warehouse",
-            wh.to_str().unwrap(),
-            "--batch-size",
-            "10",
-        ],
-    );
+    let out = run_configured(dir.path(), &cfg, &plugins, &input, &wh, 10);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the pipeline must stop with an error:\n{stderr}");
     assert!(

@@ -45,21 +45,7 @@ fn run_hostile_with(
     );
     let input = insert_events(dir.path());
     let wh = dir.path().join("wh");
-    let out = host(
-        dir.path(),
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--plugins",
-            plugins.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--warehouse",
-            wh.to_str().unwrap(),
-            "--batch-size",
-            "2",
-        ],
-    );
+    let out = run_configured(dir.path(), &cfg, &plugins, &input, &wh, 2);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "the host must survive a `{mode}` plugin:\n{stderr}");
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -127,6 +127,32 @@ pub fn run_shipped(dir: &Path, input: &Path, warehouse: &Path) -> Value {
     )
 }
 
+/// Runs `cdc-host` with a config file and plugins directory over `input` into `warehouse`.
+pub fn run_configured(
+    dir: &Path,
+    config: &Path,
+    plugins: &Path,
+    input: &Path,
+    warehouse: &Path,
+    batch_size: usize,
+) -> Output {
+    host(
+        dir,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--warehouse",
+            warehouse.to_str().unwrap(),
+            "--batch-size",
+            &batch_size.to_string(),
+        ],
+    )
+}
+
 /// Runs `cdc-host`, asserts it failed, and returns its stderr.
 pub fn host_err(dir: &Path, args: &[&str]) -> String {
     let out = host(dir, args);
