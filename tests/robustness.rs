@@ -199,33 +199,17 @@ fn corrupt_and_foreign_components_are_refused() {
     std::fs::create_dir_all(&plugins).unwrap();
     std::fs::write(plugins.join("broken.wasm"), b"\0asm\x0d\0\x01\0garbage").unwrap();
     let input = insert_events(dir.path());
-    let cfg = config_with_chain(dir.path(), "[[chain]]\nplugin = \"broken\"\n");
-    let err = host_err(
-        dir.path(),
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--plugins",
-            plugins.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-        ],
-    );
+    // Runs a chain of the one named plugin; returns stderr of the failed run.
+    let run_chain_of = |plugin: &str| {
+        let cfg = config_with_chain(dir.path(), &format!("[[chain]]\nplugin = \"{plugin}\"\n"));
+        let args = ["--config", cfg.to_str().unwrap(), "--plugins", plugins.to_str().unwrap()];
+        host_err(dir.path(), &[&args[..], &["--input", input.to_str().unwrap()]].concat())
+    };
+    let err = run_chain_of("broken");
     assert!(err.contains("broken.wasm is not a valid WebAssembly component"), "{err}");
 
     std::fs::copy(test_plugin("not-a-transform"), plugins.join("cli.wasm")).unwrap();
-    let cfg = config_with_chain(dir.path(), "[[chain]]\nplugin = \"cli\"\n");
-    let err = host_err(
-        dir.path(),
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--plugins",
-            plugins.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-        ],
-    );
+    let err = run_chain_of("cli");
     assert!(err.contains("does not implement the `cdc:transform/transform@0.1.0` world"), "{err}");
 }
 

@@ -578,14 +578,18 @@ impl Sink {
             }
             self.dead_letters += dead.len() as u64;
         }
-        for i in 0..raw.len() {
-            let offset = raw.offsets[i];
-            let e = self
-                .pending
-                .entry(raw.streams[raw.stream[i] as usize].to_string())
-                .or_insert((offset, offset));
-            e.0 = e.0.min(offset);
-            e.1 = e.1.max(offset + 1);
+        // Offset range per stream of this batch, then one map entry per stream (not per record).
+        let mut ranges: Vec<Option<(i64, i64)>> = vec![None; raw.streams.len()];
+        for (&stream, &offset) in raw.stream.iter().zip(&raw.offsets) {
+            let r = ranges[stream as usize].get_or_insert((offset, offset + 1));
+            r.0 = r.0.min(offset);
+            r.1 = r.1.max(offset + 1);
+        }
+        for (name, range) in raw.streams.iter().zip(ranges) {
+            let Some((first, next)) = range else { continue };
+            let e = self.pending.entry(name.to_string()).or_insert((first, next));
+            e.0 = e.0.min(first);
+            e.1 = e.1.max(next);
         }
         self.pending_bytes += raw.buf.len();
         Ok(())
