@@ -69,7 +69,7 @@ mod value;
 #[allow(missing_docs)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../../wit",
         world: "transform",
         pub_export_macro: true,
         export_macro_name: "export",
