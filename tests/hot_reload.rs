@@ -125,6 +125,25 @@ impl Running {
         Self { child, stdin, logs, seen: Vec::new() }
     }
 
+    /// The host streaming stdin with `cfg`, `plugins`, batches of `batch` and metrics on `port`.
+    fn streaming(dir: &Path, cfg: &Path, plugins: &Path, wh: &Path, batch: u64, port: u16) -> Self {
+        Self::start(
+            dir,
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "--plugins",
+                plugins.to_str().unwrap(),
+                "--warehouse",
+                wh.to_str().unwrap(),
+                "--batch-size",
+                &batch.to_string(),
+                "--metrics-addr",
+                &format!("127.0.0.1:{port}"),
+            ],
+        )
+    }
+
     fn send(&mut self, text: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
         stdin.write_all(text.as_bytes()).unwrap();
@@ -222,21 +241,7 @@ fn chain_swaps_while_streaming_lose_and_duplicate_nothing() {
     let cfg = write_config(dir.path(), "[[chain]]\nplugin = \"stamp\"\n", &[]);
     let wh = dir.path().join("wh");
     let port = free_port();
-    let mut host = Running::start(
-        dir.path(),
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--plugins",
-            plugins.to_str().unwrap(),
-            "--warehouse",
-            wh.to_str().unwrap(),
-            "--batch-size",
-            &BATCH.to_string(),
-            "--metrics-addr",
-            &format!("127.0.0.1:{port}"),
-        ],
-    );
+    let mut host = Running::streaming(dir.path(), &cfg, &plugins, &wh, BATCH, port);
     host.wait_log("about watching", Duration::from_secs(120), |v| {
         message(v).starts_with("hot reload: watching")
     });
@@ -616,4 +621,136 @@ fn plugins_command_shows_hash_and_compile_cache() {
             .to_string_lossy()
             .starts_with(&hash))
     );
+}
+
+/// A Debezium insert (bare value envelope) of customer `id` with the columns the reference chain reads.
+fn customer_event(id: u64) -> String {
+    format!(
+        r#"{{"before":null,"after":{{"customer_id":{id},"email":"c{id}@example.com","first_name":" First{id} ","last_name":"Last","city":"Oslo","state":null,"country":"NO","lifetime_value":"AQ=="}},"source":{{"connector":"postgresql","ts_ms":1700000000000,"snapshot":"false","db":"shop","schema":"public","table":"customers","lsn":{id}}},"op":"c","ts_ms":1700000000000}}"#
+    ) + "\n"
+}
+
+#[test]
+fn swapping_a_rust_plugin_for_its_python_port_loses_and_duplicates_nothing() {
+    const BATCH: u64 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for p in ["name-concat", "location", "business-rules"] {
+        std::fs::copy(
+            repo().join("plugins/rust").join(format!("{p}.wasm")),
+            plugins.join(format!("{p}.wasm")),
+        )
+        .unwrap_or_else(|e| panic!("plugins/rust/{p}.wasm: {e}: run scripts/build-plugins"));
+    }
+    let python = repo().join("plugins/python/name-concat.wasm");
+    assert!(python.is_file(), "plugins/python/name-concat.wasm is missing: run scripts/build-plugins");
+    // The shipped config and chain, with a short debounce.
+    let staging = dir.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let shipped = std::fs::read_to_string(repo().join("config/cdc-host.toml")).unwrap();
+    let cfg = dir.path().join("cdc-host.toml");
+    std::fs::write(&cfg, shipped.replace("debounce_ms = 200", "debounce_ms = 50")).unwrap();
+    let wh = dir.path().join("wh");
+    let port = free_port();
+    let mut host = Running::streaming(dir.path(), &cfg, &plugins, &wh, BATCH, port);
+    host.wait_log("about watching", Duration::from_secs(300), |v| {
+        message(v).starts_with("hot reload: watching")
+    });
+    let send = |host: &mut Running, ids: std::ops::RangeInclusive<u64>| {
+        host.send(&ids.map(customer_event).collect::<String>());
+    };
+    send(&mut host, 1..=1000);
+    wait_batches(port, 5);
+    // The Python component compiles on arrival (or comes from the compile cache) off the hot path,
+    // while events keep streaming.
+    deploy(&python, &plugins.join("name-concat.wasm"));
+    let mut next = 1001;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let python_hash = {
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(std::fs::read(&python).unwrap());
+        h.iter().take(6).map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    loop {
+        send(&mut host, next..=next + 99);
+        next += 100;
+        if host.seen.iter().any(|v| is_swap_to(v, &python_hash)) {
+            break;
+        }
+        match host.logs.recv_timeout(Duration::from_millis(100)) {
+            Ok(v) => host.seen.push(v),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(e) => panic!("cdc-host exited: {e}:\n{}", host.log_text()),
+        }
+        assert!(Instant::now() < deadline, "no swap to the Python name-concat:\n{}", host.log_text());
+    }
+    // The new chain gets batches of its own.
+    send(&mut host, next..=next + 4 * BATCH - 1);
+    let written = next + 4 * BATCH - 1;
+    let (ok, summary, logs) = host.finish();
+    assert!(ok, "cdc-host failed:\n{logs:?}");
+    assert_eq!(summary["rows_committed"], written, "{summary}");
+    assert_eq!(summary["dead_letters"], 0, "{summary}");
+
+    let table = read_table_columns(&wh, TABLE, &["customer_id", "full_name", "location"]);
+    let rows = rows(&table);
+    let mut seen: BTreeMap<u64, ()> = BTreeMap::new();
+    for r in &rows {
+        let id = r["customer_id"].as_u64().unwrap();
+        assert!(seen.insert(id, ()).is_none(), "customer {id} written twice");
+        assert_eq!(r["full_name"].as_str(), Some(format!("First{id} Last").as_str()), "row {id}");
+        assert_eq!(r["location"].as_str(), Some("Oslo, NO"));
+    }
+    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), (1..=written).collect::<Vec<_>>());
+    // Commits under both chains, each naming its own name-concat.
+    let chains: Vec<&str> = table["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["summary"]["cdc-host.chain"].as_str().unwrap())
+        .collect();
+    assert!(chains.iter().any(|c| !c.contains(&python_hash)), "{chains:?}");
+    assert!(chains.last().unwrap().contains(&python_hash), "{chains:?}");
+}
+
+#[test]
+fn the_shipped_business_rules_entry_fails_closed() {
+    // The shipped config, with a component that traps on every batch standing in for business-rules:
+    // the shipped entry's `on_quarantine = "stop"` stops the pipeline (after committing what is
+    // pending) instead of letting rows through unfiltered, although the global policy is pass-through.
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for p in ["name-concat", "location"] {
+        std::fs::copy(plugins_dir().join(format!("{p}.wasm")), plugins.join(format!("{p}.wasm"))).unwrap();
+    }
+    std::fs::copy(test_plugin("hostile"), plugins.join("business-rules.wasm")).unwrap();
+    let shipped = std::fs::read_to_string(repo().join("config/cdc-host.toml")).unwrap();
+    assert!(shipped.contains("on_quarantine = \"pass-through\""), "the global policy passes through");
+    let trap = shipped.replace(
+        "config = { drop_deletes = true, require_email = true, min_lifetime_value = \"0\" }",
+        "config = { mode = \"trap\" }",
+    );
+    assert_ne!(trap, shipped);
+    let cfg = dir.path().join("cdc-host.toml");
+    std::fs::write(&cfg, trap).unwrap();
+    let input = dir.path().join("events.ndjson");
+    std::fs::write(&input, (1..=80).map(customer_event).collect::<String>()).unwrap();
+    let wh = dir.path().join("wh");
+    let out = run_configured(dir.path(), &cfg, &plugins, &input, &wh, 10);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the pipeline must stop:\n{stderr}");
+    assert!(
+        stderr.contains("plugin `hostile` was quarantined after 3 consecutive failed batches"),
+        "{stderr}"
+    );
+    // The three failed batches are dead letters (committed); nothing was written unfiltered and the
+    // rest of the input was not read on.
+    let rows_written = try_read_table(&wh, TABLE).map(|t| common::rows(&t).len()).unwrap_or(0);
+    assert_eq!(rows_written, 0);
+    let dlq = read_table(&wh, DLQ);
+    let dead = common::rows(&dlq);
+    assert_eq!(dead.len(), 30);
+    assert!(dead.iter().all(|d| d["reason"].as_str().unwrap().contains("trapped")));
 }

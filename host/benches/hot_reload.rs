@@ -199,7 +199,7 @@ fn swaps_under_load(swaps: usize, work: &Path) -> Value {
     cfg.plugins.dir = plugins.clone();
     cfg.plugins.cache_dir = Some(work.join("cache"));
     cfg.catalog.warehouse = work.join("warehouse");
-    cfg.chain.push(ChainEntry { plugin: "stamp".into(), config: Default::default() });
+    cfg.chain.push(ChainEntry { plugin: "stamp".into(), config: Default::default(), on_quarantine: None });
     let debounce_ms = cfg.plugins.debounce_ms;
     let batch_size = cfg.sink.batch_size;
 

@@ -6,7 +6,12 @@
 //!     into the host (same SDK code, same batches, no WebAssembly boundary), and decode alone;
 //! (b) file → Iceberg end to end (events/s) and the peak RSS of that run (measured in a child process).
 //!
-//! `CDC_BENCH_EVENTS` sets the event count (default 1,000,000). Results are printed and written to
+//! (c) the same chain written in each SDK language (`plugins/<language>/`, built by
+//!     `scripts/build-plugins`): decode + chain and end to end per language, its cost relative to the
+//!     Rust chain, and each component's cold compile time and cached load time.
+//!
+//! `CDC_BENCH_EVENTS` sets the event count (default 1,000,000); `CDC_BENCH_LANGS` the languages of (c)
+//! (default `rust c go python js`; empty skips it). Results are printed and written to
 //! `target/bench/throughput.json`.
 
 use std::io::Write;
@@ -22,7 +27,7 @@ use cdc_host::metrics::Metrics;
 use cdc_host::pipeline;
 use cdc_host::source::FileSource;
 use cdc_host::transform::wit::wit_types as hw;
-use cdc_host::transform::{CallError, Chain, Description, Stage};
+use cdc_host::transform::{CallError, Chain, Description, Runtime, Stage};
 use cdc_sdk::{Runner, Transform, wit as sw};
 use serde_json::Value;
 
@@ -310,10 +315,10 @@ fn vm_hwm_kb() -> u64 {
         .unwrap_or(0)
 }
 
-fn e2e_child(input: &Path, warehouse: &Path) {
+fn e2e_child(input: &Path, warehouse: &Path, plugins: &Path) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut cfg = Config::shipped_default();
-    cfg.plugins.dir = repo().join("plugins");
+    cfg.plugins.dir = plugins.to_path_buf();
     cfg.catalog.warehouse = warehouse.to_path_buf();
     let summary =
         rt.block_on(pipeline::run_file(&cfg, FileSource::open(input).unwrap(), &Metrics::new())).unwrap();
@@ -334,7 +339,7 @@ fn e2e_child(input: &Path, warehouse: &Path) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--e2e-child") {
-        e2e_child(Path::new(&args[i + 1]), Path::new(&args[i + 2]));
+        e2e_child(Path::new(&args[i + 1]), Path::new(&args[i + 2]), Path::new(&args[i + 3]));
         return;
     }
     let n: usize = std::env::var("CDC_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
@@ -354,18 +359,12 @@ fn main() {
     let mut wasm = Some(pipeline::load_chain(&cfg).expect("build the plugins first: scripts/build-plugins"));
     let (wasm_eps, wasm_kept) = measure(&batches, &mut wasm, 3);
     assert_eq!(native_kept, wasm_kept, "native and WASM chains must keep the same events");
+
+    let languages = per_language(&batches, &input, &dir, decode_only);
     drop(batches);
 
     eprintln!("(b) file -> Iceberg end to end (child process) ...");
-    let wh = dir.join("warehouse");
-    let _ = std::fs::remove_dir_all(&wh);
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--e2e-child", input.to_str().unwrap(), wh.to_str().unwrap()])
-        .env("CDC_HOST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let e2e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let e2e = end_to_end(&input, &dir, &repo().join("plugins"));
 
     let report = serde_json::json!({
         "events": events,
@@ -378,8 +377,77 @@ fn main() {
         "chain_only_ns_per_event_wasm": (1e9 / wasm_eps - 1e9 / decode_only).round(),
         "kept_events": wasm_kept,
         "end_to_end": e2e,
+        "languages": languages,
     });
     let text = serde_json::to_string_pretty(&report).unwrap();
     println!("{text}");
     std::fs::write(dir.join("throughput.json"), text).unwrap();
+}
+
+/// File -> Iceberg with the chain in `plugins`, in a child process (for its peak RSS).
+fn end_to_end(input: &Path, dir: &Path, plugins: &Path) -> Value {
+    let wh = dir.join("warehouse");
+    let _ = std::fs::remove_dir_all(&wh);
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--e2e-child", input.to_str().unwrap(), wh.to_str().unwrap(), plugins.to_str().unwrap()])
+        .env("CDC_HOST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// (c): per language, decode + chain events/s (best of 2), the cost relative to the Rust chain, end to
+/// end events/s, and per component the cold compile time (no cache) and the cached load time.
+fn per_language(batches: &[RawBatch], input: &Path, dir: &Path, decode_only: f64) -> Value {
+    let langs = std::env::var("CDC_BENCH_LANGS").unwrap_or_else(|_| "rust c go python js".into());
+    let mut out = serde_json::Map::new();
+    let mut rust = None;
+    for lang in langs.split_whitespace() {
+        let plugins = repo().join("plugins").join(lang);
+        if !plugins.join("business-rules.wasm").is_file() {
+            eprintln!("(c) {lang}: plugins/{lang} not built, skipped (scripts/build-plugins)");
+            continue;
+        }
+        eprintln!("(c) {lang}: compile, decode + chain, end to end ...");
+        let cache = dir.join(format!("cache-{lang}"));
+        let _ = std::fs::remove_dir_all(&cache);
+        let mut components = serde_json::Map::new();
+        for p in ["name-concat", "location", "business-rules"] {
+            let file = plugins.join(format!("{p}.wasm"));
+            let cold = Runtime::new(None).unwrap().compile(&file).unwrap().load_time;
+            let cached_rt = Runtime::new(Some(cache.clone())).unwrap();
+            cached_rt.compile(&file).unwrap();
+            let cached = cached_rt.compile(&file).unwrap();
+            assert_eq!(cached.cache.to_string(), "hit");
+            components.insert(
+                p.into(),
+                serde_json::json!({
+                    "bytes": std::fs::metadata(&file).unwrap().len(),
+                    "cold_compile_ms": cold.as_millis(),
+                    "cached_load_ms": (cached.load_time.as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
+                }),
+            );
+        }
+        let mut cfg = Config::shipped_default();
+        cfg.plugins.dir = plugins.clone();
+        cfg.plugins.cache_dir = Some(cache);
+        let mut chain = Some(pipeline::load_chain(&cfg).unwrap());
+        let (eps, _) = measure(batches, &mut chain, 2);
+        let chain_ns = 1e9 / eps - 1e9 / decode_only;
+        let (rust_eps, rust_ns) = *rust.get_or_insert((eps, chain_ns));
+        let e2e = end_to_end(input, dir, &plugins);
+        out.insert(
+            lang.into(),
+            serde_json::json!({
+                "decode_chain_events_per_second": eps.round(),
+                "decode_chain_vs_rust": (rust_eps / eps * 100.0).round() / 100.0,
+                "chain_only_ns_per_event": chain_ns.round(),
+                "chain_cost_vs_rust": (chain_ns / rust_ns * 100.0).round() / 100.0,
+                "end_to_end_events_per_second": e2e["events_per_second"],
+                "components": components,
+            }),
+        );
+    }
+    Value::Object(out)
 }

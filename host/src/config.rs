@@ -325,6 +325,9 @@ pub struct ChainEntry {
     /// Key/value configuration passed to the plugin's `configure`.
     #[serde(default)]
     pub config: BTreeMap<String, toml::Value>,
+    /// What happens when this plugin is quarantined; unset: `plugins.on_quarantine`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_quarantine: Option<OnQuarantine>,
 }
 
 impl ChainEntry {

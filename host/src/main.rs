@@ -46,6 +46,9 @@ enum Command {
     /// Load the plugin chain and list it: identity, content hash, compile cache, columns read, written
     /// and removed.
     Plugins,
+    /// Plugin author tools: `plugin new --lang LANG NAME`, `plugin test PLUGIN.wasm --input FILE`.
+    #[command(subcommand)]
+    Plugin(cdc_host::transform::tooling::PluginCommand),
 }
 
 /// Settings shared by every command.
@@ -172,7 +175,7 @@ fn init_logging(json: bool) {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cdc_host::transform::tooling::plugin_test_args(std::env::args_os()));
     init_logging(cli.common.log_json);
     match cli.command {
         None => run(&cli.common, &cli.run).await,
@@ -191,7 +194,13 @@ async fn main() -> Result<()> {
                 let reads = d.reads.as_ref().map_or("*".to_string(), |r| r.join(", "));
                 let writes: Vec<String> = d.writes.iter().map(|(n, t)| format!("{n}: {t:?}")).collect();
                 let compiled = p.compiled().map_or(String::new(), |c| {
-                    format!("  sha256={}  cache={} ({} ms)", c.hash, c.cache, c.load_time.as_millis())
+                    let toolchain = cdc_host::transform::tooling::toolchain_of(&c.path);
+                    format!(
+                        "  sha256={}  cache={} ({} ms)  {toolchain}",
+                        c.hash,
+                        c.cache,
+                        c.load_time.as_millis()
+                    )
                 });
                 println!(
                     "{}. {}  file={}{}  reads=[{}]{}  writes=[{}]  removes=[{}]",
@@ -204,6 +213,12 @@ async fn main() -> Result<()> {
                     writes.join(", "),
                     d.removes.join(", ")
                 );
+            }
+            Ok(())
+        }
+        Some(Command::Plugin(cmd)) => {
+            if !cmd.run(&config(&cli.common, &cli.run)?)? {
+                std::process::exit(1);
             }
             Ok(())
         }

@@ -163,6 +163,8 @@ impl ChainHealth {
 
 #[derive(Default)]
 struct StageHealth {
+    /// This stage's quarantine policy (its chain entry's `on_quarantine`); unset: the chain's.
+    on_quarantine: Option<OnQuarantine>,
     consecutive_failures: u32,
     quarantined: bool,
     skipped_batches: u64,
@@ -198,7 +200,7 @@ pub fn resolve_entries(dir: &Path, configured: &[ChainEntry]) -> Result<Vec<Chai
     if configured.is_empty() {
         return Ok(available
             .into_iter()
-            .map(|plugin| ChainEntry { plugin, config: Default::default() })
+            .map(|plugin| ChainEntry { plugin, config: Default::default(), on_quarantine: None })
             .collect());
     }
     for e in configured {
@@ -227,7 +229,7 @@ impl Chain {
             let compiled: Compiled = runtime.compile(&e.path(dir))?;
             stages.push(Box::new(Plugin::start(compiled, e.config_pairs(), limits)?));
         }
-        Ok(Self::from_stages(stages))
+        Ok(Self::from_stages(stages).with_stage_policies(entries.iter().map(|e| e.on_quarantine)))
     }
 
     /// A chain of the given stages. It never quarantines a stage until given a [`Supervision`].
@@ -240,6 +242,19 @@ impl Chain {
     pub fn with_supervision(mut self, supervision: Supervision) -> Self {
         self.supervision = supervision;
         self
+    }
+
+    /// Sets each stage's own quarantine policy, in stage order (`None`: the chain's policy).
+    pub fn with_stage_policies(mut self, policies: impl IntoIterator<Item = Option<OnQuarantine>>) -> Self {
+        for (h, p) in self.health.iter_mut().zip(policies) {
+            h.on_quarantine = p;
+        }
+        self
+    }
+
+    /// The quarantine policy of each stage, in order.
+    pub fn stage_policies(&self) -> Vec<OnQuarantine> {
+        self.health.iter().map(|h| h.on_quarantine.unwrap_or(self.supervision.on_quarantine)).collect()
     }
 
     /// The shared count of quarantined stages.
@@ -334,9 +349,10 @@ impl Chain {
             if batch.is_empty() {
                 break;
             }
+            let policy = health.on_quarantine.unwrap_or(sup.on_quarantine);
             if health.quarantined {
                 let name = &stage.description().name;
-                match sup.on_quarantine {
+                match policy {
                     OnQuarantine::PassThrough => {
                         health.skipped_batches += 1;
                         if let Some(m) = &sup.metrics {
@@ -352,8 +368,7 @@ impl Chain {
                         }
                     }
                     OnQuarantine::Stop => {
-                        let reason =
-                            format!("plugin `{name}` is quarantined (plugins.on_quarantine = \"stop\")");
+                        let reason = format!("plugin `{name}` is quarantined (on_quarantine = \"stop\")");
                         stats.failed += batch.len() as u64;
                         for &origin in &batch.origins {
                             dead.push(DeadLetter {
@@ -409,7 +424,7 @@ impl Chain {
                     *batch = ChangeBatch { tables: std::mem::take(&mut batch.tables), ..Default::default() };
                     health.consecutive_failures += 1;
                     if sup.quarantine_after > 0 && health.consecutive_failures >= sup.quarantine_after {
-                        quarantine(sup, &self.quarantined, stage.as_ref(), health, &e);
+                        quarantine(sup, policy, &self.quarantined, stage.as_ref(), health, &e);
                     }
                 }
             }
@@ -421,6 +436,7 @@ impl Chain {
 
 fn quarantine(
     sup: &Supervision,
+    policy: OnQuarantine,
     count: &ChainHealth,
     stage: &dyn Stage,
     health: &mut StageHealth,
@@ -435,13 +451,13 @@ fn quarantine(
         m.plugins.quarantined.inc();
     }
     let failures = health.consecutive_failures;
-    match sup.on_quarantine {
+    match policy {
         OnQuarantine::PassThrough => tracing::error!(
             plugin = %stage.identity(),
             failures,
             last_error = %error.message,
             "plugin quarantined after consecutive failed batches: from now on events pass through WITHOUT it \
-             (plugins.on_quarantine = \"pass-through\"); deploy a fixed version to bring it back"
+             (on_quarantine = \"pass-through\"); deploy a fixed version to bring it back"
         ),
         OnQuarantine::Stop => {
             tracing::error!(
@@ -449,7 +465,7 @@ fn quarantine(
                 failures,
                 last_error = %error.message,
                 "plugin quarantined after consecutive failed batches: stopping the pipeline \
-                 (plugins.on_quarantine = \"stop\"); pending rows are committed first"
+                 (on_quarantine = \"stop\"); pending rows are committed first"
             );
             sup.halt.trigger(PluginError::Quarantined {
                 plugin: name.clone(),

@@ -6,6 +6,7 @@ pub mod chain;
 pub mod columns;
 pub mod plugin;
 pub mod reload;
+pub mod tooling;
 pub mod wit;
 
 pub use chain::{Chain, ChainStats, Halt, Stage, Supervision};

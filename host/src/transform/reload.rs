@@ -37,6 +37,8 @@ struct Fingerprint {
     limits: Limits,
     quarantine_after: u32,
     on_quarantine: OnQuarantine,
+    /// Per entry: its own `on_quarantine`.
+    entry_policies: Vec<Option<OnQuarantine>>,
 }
 
 /// Size and modification time of a file, to notice it changing while it is loaded.
@@ -111,6 +113,7 @@ impl Loader {
             fp.push((path.clone(), content_hash(&bytes), e.config_pairs()));
             entries.push((e, path, bytes));
         }
+        let policies = entries.iter().map(|(e, _, _)| e.on_quarantine).collect();
         Ok(Candidate {
             entries,
             stamps,
@@ -119,6 +122,7 @@ impl Loader {
                 limits: chain::limits(&cfg.plugins),
                 quarantine_after: cfg.plugins.quarantine_after,
                 on_quarantine: cfg.plugins.on_quarantine,
+                entry_policies: policies,
             },
             supervision_cfg: cfg.plugins.clone(),
         })
@@ -160,7 +164,9 @@ impl Loader {
         self.compiled.retain(|h, _| keep.contains(&h));
         let supervision =
             Supervision::new(&candidate.supervision_cfg, self.metrics.clone(), self.halt.clone());
-        Ok(Chain::from_stages(stages).with_supervision(supervision))
+        Ok(Chain::from_stages(stages)
+            .with_supervision(supervision)
+            .with_stage_policies(candidate.fingerprint.entry_policies.iter().copied()))
     }
 }
 

@@ -1,0 +1,3 @@
+module cdchost/transform
+
+go 1.25
