@@ -2,8 +2,12 @@
 """Reads an Iceberg table written by cdc-host through pyiceberg (an independent reader) and prints
 it as JSON: schema, partition spec, sort order, snapshot summaries and every row.
 
-Usage: read_table.py --warehouse DIR --table NAMESPACE.TABLE [--catalog iceberg] [--uri URI]
-                     [--columns a,b] (rows with these columns only)
+Usage: read_table.py --warehouse DIR --table NAMESPACE.TABLE [--catalog iceberg]
+                     [--catalog-uri URI] [--columns a,b] (rows with these columns only) [--drop]
+
+--catalog-uri is the host's: none for the SQLite catalog in DIR/catalog.db, `sqlite:...`,
+`postgresql://user:password@host:port/db` (SQL catalog on PostgreSQL) or `http://host:port` (Iceberg
+REST catalog). --drop drops the table from the catalog afterwards (and its namespace once empty).
 """
 import argparse
 import datetime
@@ -12,6 +16,7 @@ import json
 import os
 import sys
 
+from pyiceberg.catalog.rest import RestCatalog
 from pyiceberg.catalog.sql import SqlCatalog
 
 
@@ -46,19 +51,37 @@ def describe_file(f, sort_column):
     return info
 
 
+def open_catalog(name, uri, warehouse):
+    """The catalog the host used: `uri` as cdc-host takes it (--catalog-uri)."""
+    wh = os.path.abspath(warehouse)
+    if not uri:
+        uri = f"sqlite:///{os.path.join(wh, 'catalog.db')}"
+    if uri.startswith(("http://", "https://")):
+        return RestCatalog(name, uri=uri)
+    if uri.startswith(("postgresql://", "postgres://")):
+        uri = "postgresql+psycopg2://" + uri.split("://", 1)[1]
+    elif uri.startswith("sqlite:"):
+        # sqlx forms (sqlite:path, sqlite://path, sqlite:///abs, with ?mode=rwc) -> SQLAlchemy's
+        # sqlite:///<absolute path>.
+        path = uri.removeprefix("sqlite:").split("?", 1)[0]
+        if path.startswith("//"):
+            path = path[2:]
+        uri = "sqlite:///" + os.path.abspath(path)
+    return SqlCatalog(name, uri=uri, warehouse=f"file://{wh}")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--warehouse", required=True)
     p.add_argument("--table", required=True)
     p.add_argument("--catalog", default="iceberg")
-    p.add_argument("--uri")
+    p.add_argument("--catalog-uri", "--uri", dest="uri", help="the catalog URI cdc-host used (--catalog-uri)")
+    p.add_argument("--drop", action="store_true", help="drop the table (and its namespace once empty) afterwards")
     p.add_argument("--summary-only", action="store_true")
     p.add_argument("--columns", help="comma-separated columns to read (default: all)")
     p.add_argument("--sort-column", default="customer_id", help="report whether each data file is sorted by it")
     a = p.parse_args()
-    wh = os.path.abspath(a.warehouse)
-    uri = a.uri or f"sqlite:///{os.path.join(wh, 'catalog.db')}"
-    catalog = SqlCatalog(a.catalog, uri=uri, warehouse=f"file://{wh}")
+    catalog = open_catalog(a.catalog, a.uri, a.warehouse)
     table = catalog.load_table(a.table)
     out = {
         "schema": [
@@ -85,6 +108,11 @@ def main():
         out["num_rows"] = arrow.num_rows
         out["rows"] = [{k: plain(v) for k, v in row.items()} for row in arrow.to_pylist()]
         out["files"] = [describe_file(f, a.sort_column) for f in table.inspect.files().to_pylist()]
+    if a.drop:
+        catalog.drop_table(a.table)
+        namespace = a.table.rsplit(".", 1)[0]
+        if not catalog.list_tables(namespace):
+            catalog.drop_namespace(namespace)
     json.dump(out, sys.stdout, default=plain)
 
 
