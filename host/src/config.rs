@@ -38,6 +38,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     #[serde(default)]
     pub filter: FilterConfig,
+    #[serde(default)]
+    pub maintenance: MaintenanceConfig,
 }
 
 /// The Kafka source (used when no `--input` is given).
@@ -104,6 +106,39 @@ impl Default for KafkaConfig {
             consumer_timeout_ms: default_consumer_timeout(),
             properties: BTreeMap::new(),
         }
+    }
+}
+
+impl KafkaConfig {
+    /// Refuses librdkafka properties that switch the consumer group to incremental (cooperative)
+    /// rebalancing: the Kafka source commits pending rows when partitions are revoked and re-seeks
+    /// every assigned partition to the table's positions, which assumes eager assignment (each
+    /// rebalance revokes everything and assigns the complete new set). Returns the offending key
+    /// (as written in the config file) and what to do.
+    pub fn check_assignment_protocol(&self) -> Result<(), (String, String)> {
+        for (key, value) in &self.properties {
+            let v = value.trim().to_ascii_lowercase();
+            match key.trim() {
+                "partition.assignment.strategy" if v.split(',').any(|s| s.trim() == "cooperative-sticky") => {
+                    return Err((
+                        format!("kafka.properties.\"{key}\""),
+                        format!(
+                            "`{value}`: cooperative (incremental) rebalancing is not supported; the Kafka source commits pending rows and re-seeks all its partitions on each rebalance, which needs eager assignment. Use `range`, `roundrobin` or both (the default, \"range,roundrobin\"), or remove the property"
+                        ),
+                    ));
+                }
+                "group.protocol" if v == "consumer" => {
+                    return Err((
+                        format!("kafka.properties.\"{key}\""),
+                        format!(
+                            "`{value}` (KIP-848) assigns partitions incrementally, which the Kafka source does not support (it re-seeks all its partitions on each rebalance). Use `classic` (the default) or remove the property"
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 
@@ -223,8 +258,10 @@ pub struct PartitionConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecodeConfig {
-    /// How decimals arrive when events carry no schema: `precise` (base64 big-endian unscaled bytes,
-    /// Debezium's default) or `string`. Events with schemas are decoded from their schema.
+    /// How a schemaless decimal string that reads both as base64 and as a number (digits only, length
+    /// a multiple of 4, e.g. `"1234"`) is taken: `precise` (base64 big-endian unscaled bytes,
+    /// Debezium's default) or `string`. Every other string tells its encoding by itself (`"1234.56"`
+    /// is text, `"AeJA"` is base64), and events with schemas are decoded from their schema.
     #[serde(default)]
     pub decimal_handling: DecimalHandling,
 }
@@ -419,6 +456,69 @@ impl Default for SinkConfig {
     }
 }
 
+/// Parquet compression codecs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Zstd,
+    Snappy,
+    Lz4,
+    Uncompressed,
+}
+
+impl SinkConfig {
+    /// The configured codec.
+    pub fn compression(&self) -> Result<Codec, String> {
+        Ok(match self.compression.to_ascii_lowercase().as_str() {
+            "zstd" => Codec::Zstd,
+            "snappy" => Codec::Snappy,
+            "lz4" => Codec::Lz4,
+            "uncompressed" | "none" => Codec::Uncompressed,
+            other => return Err(format!("unknown compression `{other}` (zstd, snappy, lz4, uncompressed)")),
+        })
+    }
+}
+
+/// Table maintenance (`[maintenance]`): compaction, snapshot expiry, orphan removal. A running host
+/// runs it in the background after every `every_commits` commits; `cdc-host maintain` runs it once.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaintenanceConfig {
+    /// Run in the background of a running host.
+    pub enabled: bool,
+    /// A running host maintains its tables after this many commits.
+    pub every_commits: u32,
+    /// Snapshots of `main` kept (newest first); the current one is always kept.
+    pub keep_last: usize,
+    /// Snapshots older than this are expired even within `keep_last` (seconds).
+    pub max_snapshot_age_seconds: u64,
+    /// Files no metadata references are deleted once older than this (seconds).
+    pub orphan_min_age_seconds: u64,
+    /// Data files smaller than this are compacted.
+    pub small_file_bytes: u64,
+    /// A partition is compacted once it has this many small files.
+    pub min_input_files: usize,
+    /// Most bytes read by one compaction run (the rest waits for the next run).
+    pub max_compaction_bytes: u64,
+    /// Target size of compacted files.
+    pub target_file_size_bytes: usize,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            every_commits: 20,
+            keep_last: 100,
+            max_snapshot_age_seconds: 24 * 3600,
+            orphan_min_age_seconds: 3600,
+            small_file_bytes: 32 * 1024 * 1024,
+            min_input_files: 5,
+            max_compaction_bytes: 512 * 1024 * 1024,
+            target_file_size_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
 /// Where rejected events go.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -483,8 +583,12 @@ impl Config {
         if self.sink.target_file_size_bytes < 1024 {
             return bad("sink.target_file_size_bytes", "must be at least 1024".into());
         }
-        crate::sink::parquet_properties(&self.sink)
+        self.sink
+            .compression()
             .map_err(|message| ConfigError::Invalid { key: "sink.compression".into(), message })?;
+        if !(1..=22).contains(&self.sink.zstd_level) {
+            return bad("sink.zstd_level", format!("{} is not a zstd level (1-22)", self.sink.zstd_level));
+        }
         if self.plugins.batch_deadline_ms == 0 {
             return bad("plugins.batch_deadline_ms", "must be at least 1".into());
         }
@@ -538,6 +642,9 @@ impl Config {
         if self.kafka.max_poll_records == 0 {
             return bad("kafka.max_poll_records", "must be at least 1".into());
         }
+        if let Err((key, message)) = self.kafka.check_assignment_protocol() {
+            return bad(&key, message);
+        }
         for (i, op) in self.filter.operations.iter().enumerate() {
             if crate::change::Op::from_debezium(op).is_none() {
                 return bad(
@@ -579,6 +686,24 @@ mod tests {
     fn unknown_key_is_named() {
         let err = Config::from_toml("[table]\nnmae = \"x\"\n", "t").unwrap_err().to_string();
         assert!(err.contains("nmae"), "{err}");
+    }
+
+    #[test]
+    fn cooperative_rebalancing_is_refused_with_the_fix() {
+        let mut c = Config::shipped_default();
+        c.kafka.properties.insert("partition.assignment.strategy".into(), "cooperative-sticky".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("kafka.properties.\"partition.assignment.strategy\""), "{err}");
+        assert!(err.contains("cooperative") && err.contains("range,roundrobin"), "{err}");
+        c.kafka.properties.insert("partition.assignment.strategy".into(), "Range, COOPERATIVE-STICKY".into());
+        assert!(c.validate().is_err());
+        c.kafka.properties.insert("partition.assignment.strategy".into(), "roundrobin".into());
+        c.validate().unwrap();
+        c.kafka.properties.insert("group.protocol".into(), "consumer".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("group.protocol") && err.contains("classic"), "{err}");
+        c.kafka.properties.insert("group.protocol".into(), "classic".into());
+        c.validate().unwrap();
     }
 
     #[test]

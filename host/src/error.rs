@@ -81,9 +81,23 @@ pub enum SinkError {
     #[error("batch does not fit table {table}: {message}")]
     Shape { table: String, message: String },
     #[error(
-        "refusing to commit to {table}: another host already committed these records ({streams}); restart to resume from the table's positions"
+        "refusing to commit to {table}: another host with the same pipeline id already committed these records ({streams}); nothing of this host's pending work was committed. Run it again to resume from the table's positions, and make sure only one host runs each pipeline id"
     )]
     Fenced { table: String, streams: String },
+    #[error("catalog database: {context}: {message}")]
+    CatalogDb { context: String, message: String },
+    #[error("commit to {table} refused: {message}")]
+    Validation { table: String, message: String },
+    #[error("commit to {table} lost {attempts} races in a row with other writers (last: {last}); will retry")]
+    Conflicts { table: String, attempts: u32, last: String },
+    #[error("the catalog rejected the commit to {table}: {message}")]
+    Rejected { table: String, message: String },
+    #[error(
+        "commit {commit_id} to {table}: outcome unknown ({message}); stopped without retrying. Run the host again: it resumes from what the table holds, so nothing is lost or duplicated"
+    )]
+    CommitUnknown { table: String, commit_id: String, message: String },
+    #[error("iceberg REST catalog: {context}: {message}")]
+    Rest { context: String, message: String },
 }
 
 impl SinkError {
@@ -100,7 +114,13 @@ impl SinkError {
                         iceberg::ErrorKind::CatalogCommitConflicts | iceberg::ErrorKind::Unexpected
                     )
             }
-            SinkError::Warehouse { .. } | SinkError::Shape { .. } | SinkError::Fenced { .. } => false,
+            SinkError::CatalogDb { .. } | SinkError::Conflicts { .. } | SinkError::Rest { .. } => true,
+            SinkError::Warehouse { .. }
+            | SinkError::Shape { .. }
+            | SinkError::Fenced { .. }
+            | SinkError::Validation { .. }
+            | SinkError::Rejected { .. }
+            | SinkError::CommitUnknown { .. } => false,
         }
     }
 }

@@ -43,12 +43,33 @@ enum Command {
     Run(RunArgs),
     /// Create the table (and its dead-letter table) from the configured definition, then exit.
     CreateTable,
+    /// Maintain the table and its dead-letter table once: compact small files, expire old snapshots
+    /// and delete the files only they reached, delete orphan files. Safe while a host runs (every
+    /// change is a compare-and-swap commit); keep --orphans-older-than above the commit interval.
+    Maintain(MaintainArgs),
     /// Load the plugin chain and list it: identity, content hash, compile cache, columns read, written
     /// and removed.
     Plugins,
     /// Plugin author tools: `plugin new --lang LANG NAME`, `plugin test PLUGIN.wasm --input FILE`.
     #[command(subcommand)]
     Plugin(cdc_host::transform::tooling::PluginCommand),
+}
+
+/// `cdc-host maintain` settings (override `[maintenance]`).
+#[derive(Args, Clone)]
+struct MaintainArgs {
+    /// Snapshots of `main` to keep.
+    #[arg(long)]
+    keep_last: Option<usize>,
+    /// Expire snapshots older than this many seconds (within --keep-last too).
+    #[arg(long)]
+    max_snapshot_age_seconds: Option<u64>,
+    /// Delete unreferenced files older than this many seconds.
+    #[arg(long)]
+    orphans_older_than_seconds: Option<u64>,
+    /// Compact a partition once it has this many small files.
+    #[arg(long)]
+    min_input_files: Option<usize>,
 }
 
 /// Settings shared by every command.
@@ -89,6 +110,10 @@ struct RunArgs {
     /// and exits. Without it the host consumes Kafka.
     #[arg(long)]
     input: Option<PathBuf>,
+    /// Names the input stream in the table's positions (default: the input file's absolute path;
+    /// `stdin` for `-`): the same data given under another path or on stdin resumes where it left off.
+    #[arg(long)]
+    source_id: Option<String>,
     /// Kafka: `streaming` runs until SIGTERM/SIGINT; `batch` consumes up to the end offsets seen at
     /// start, commits and exits 0.
     #[arg(long, value_enum, default_value_t = KafkaMode::Streaming)]
@@ -186,6 +211,27 @@ async fn main() -> Result<()> {
             println!("{}", serde_json::json!({ "table": main, "dead_letter_table": dlq }));
             Ok(())
         }
+        Some(Command::Maintain(args)) => {
+            let mut cfg = config(&cli.common, &cli.run)?;
+            let m = &mut cfg.maintenance;
+            if let Some(v) = args.keep_last {
+                m.keep_last = v;
+            }
+            if let Some(v) = args.max_snapshot_age_seconds {
+                m.max_snapshot_age_seconds = v;
+            }
+            if let Some(v) = args.orphans_older_than_seconds {
+                m.orphan_min_age_seconds = v;
+            }
+            if let Some(v) = args.min_input_files {
+                m.min_input_files = v;
+            }
+            for report in pipeline::maintain(&cfg).await? {
+                tracing::info!(report = %report, "maintenance");
+                println!("{}", serde_json::to_string(&report)?);
+            }
+            Ok(())
+        }
         Some(Command::Plugins) => {
             let cfg = config(&cli.common, &cli.run)?;
             let chain = pipeline::load_chain(&cfg)?;
@@ -260,7 +306,13 @@ async fn run(common: &Common, args: &RunArgs) -> Result<()> {
     let chain = plugin_chain(&cfg, common, args, &metrics, &halt, &mut options)?;
     stop_on_signals(options.stop.clone())?;
     let summary = match &args.input {
-        Some(input) => pipeline::run(&cfg, FileSource::open(input)?, chain, &metrics, options).await?,
+        Some(input) => {
+            let mut source = FileSource::open(input)?;
+            if let Some(id) = &args.source_id {
+                source = source.with_name(id);
+            }
+            pipeline::run(&cfg, source, chain, &metrics, options).await?
+        }
         None => {
             let mode = match args.mode {
                 KafkaMode::Streaming => kafka::Mode::Streaming,

@@ -10,22 +10,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use iceberg::Catalog;
 use iceberg::table::Table;
-use iceberg_catalog_sql::SqlCatalog;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::change::{ChangeBatch, DeadLetter, Op, RawBatch};
 use crate::config::{Config, FilterConfig};
 use crate::decode::{DecodeStats, Decoder};
-use crate::encode::Encoder;
 use crate::error::PipelineError;
 use crate::metrics::Metrics;
 use crate::schema::{ColType, parse_transform, parse_type};
-use crate::sink::commit::{CommitMode, CommitRequest, commit, committed_positions};
+use crate::sink::catalog::Catalog;
+use crate::sink::commit::committed_positions;
 use crate::sink::table::{METADATA_COLUMNS, TableSpec};
-use crate::sink::writer::TableWriter;
+use crate::sink::tables::{Tables, TablesConfig, top_reasons};
 use crate::sink::{catalog, compression_property, dead_letter, parquet_properties, table};
 use crate::source::{FileSource, PipelineHandle, Source};
 use crate::transform::chain::{self, ChainStats, ChainUpdates, resolve_entries};
@@ -51,6 +49,13 @@ pub struct Summary {
     pub filtered: u64,
     pub commits: u64,
     pub data_files: u64,
+    /// Records the table already held (a resumed or repeated input): left out.
+    pub already_committed: u64,
+    /// The most frequent dead-letter reasons, with counts.
+    pub dead_letter_reasons: Vec<(String, u64)>,
+    /// Something the user should look at (e.g. most records went to the dead-letter table).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
     pub seconds: f64,
     pub events_per_second: f64,
 }
@@ -103,20 +108,27 @@ pub fn table_spec(cfg: &Config, chain: Option<&Chain>) -> Result<TableSpec, Pipe
     }
     let (k, v) = compression_property(&cfg.sink);
     spec.properties.entry(k).or_insert(v);
+    // A streaming table writes a metadata file per commit: keep only the recent ones.
+    spec.properties
+        .entry("write.metadata.delete-after-commit.enabled".into())
+        .or_insert_with(|| "true".into());
+    spec.properties.entry("write.metadata.previous-versions-max".into()).or_insert_with(|| "20".into());
     Ok(spec)
 }
 
 /// Creates (or evolves) the main and dead-letter tables. Returns them.
 pub async fn prepare_tables(
     cfg: &Config,
-    catalog: &SqlCatalog,
+    catalog: &Catalog,
     chain: Option<&Chain>,
 ) -> Result<(Table, Table), PipelineError> {
     catalog::ensure_namespace(catalog, &cfg.table.namespace).await?;
     let spec = table_spec(cfg, chain)?;
     let main = table::ensure(catalog, &spec).await?;
     let dlq_ident = table::ident(&cfg.table.namespace, &cfg.dead_letter_table())?;
-    let dlq = table::ensure(catalog, &dead_letter::spec(dlq_ident)).await?;
+    let mut dlq_spec = dead_letter::spec(dlq_ident);
+    dlq_spec.properties = spec.properties.clone();
+    let dlq = table::ensure(catalog, &dlq_spec).await?;
     Ok((main, dlq))
 }
 
@@ -138,10 +150,6 @@ enum Msg {
     /// Commit everything received so far, then answer.
     Flush(std::sync::mpsc::Sender<Result<(), String>>),
     Failed(PipelineError),
-}
-
-fn now_micros() -> i64 {
-    chrono::Utc::now().timestamp_micros()
 }
 
 /// What a run can be given besides config, source and chain.
@@ -201,6 +209,8 @@ struct Handle {
     tx: mpsc::WeakSender<Msg>,
     runtime: tokio::runtime::Handle,
     cfg: Config,
+    /// Records the source skipped because the table held them.
+    held: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl PipelineHandle for Handle {
@@ -217,9 +227,13 @@ impl PipelineHandle for Handle {
             let catalog = catalog::open(&self.cfg).await.map_err(|e| e.to_string())?;
             let ident =
                 table::ident(&self.cfg.table.namespace, &self.cfg.table.name).map_err(|e| e.to_string())?;
-            let t = catalog.load_table(&ident).await.map_err(|e| format!("loading {ident}: {e}"))?;
+            let t = catalog.load(&ident).await.map_err(|e| e.to_string())?;
             Ok(committed_positions(&t, &self.cfg.pipeline_id))
         })
+    }
+
+    fn already_held(&self, records: u64) {
+        self.held.fetch_add(records, Ordering::Relaxed);
     }
 }
 
@@ -241,7 +255,7 @@ pub async fn run<S: Source + 'static>(
     options: RunOptions,
 ) -> Result<Summary, PipelineError> {
     let started = Instant::now();
-    let catalog = catalog::open(cfg).await?;
+    let catalog = Arc::new(catalog::open(cfg).await?);
     let (table, dlq) = prepare_tables(cfg, &catalog, Some(&chain)).await?;
     let chain_id: Arc<str> = Arc::from(chain.identity());
     let removed = chain.removed_columns();
@@ -250,8 +264,13 @@ pub async fn run<S: Source + 'static>(
 
     let (tx, mut rx) = mpsc::channel::<Msg>(2);
     let (committed_tx, committed_rx) = std::sync::mpsc::channel::<BTreeMap<String, i64>>();
-    let handle: Arc<dyn PipelineHandle> =
-        Arc::new(Handle { tx: tx.downgrade(), runtime: tokio::runtime::Handle::current(), cfg: cfg.clone() });
+    let held = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let handle: Arc<dyn PipelineHandle> = Arc::new(Handle {
+        tx: tx.downgrade(),
+        runtime: tokio::runtime::Handle::current(),
+        cfg: cfg.clone(),
+        held: held.clone(),
+    });
     let batch_size = cfg.sink.batch_size;
     let decimal = cfg.decode.decimal_handling;
     let filter = EventFilter::new(&cfg.filter);
@@ -261,73 +280,102 @@ pub async fn run<S: Source + 'static>(
     let worker = std::thread::Builder::new()
         .name("decode-transform".into())
         .spawn(move || {
-            let mut source = source;
-            let mut chain = chain;
-            let mut chain_id: Arc<str> = Arc::from(chain.identity());
-            let mut decoder = Decoder::new(declared, decimal);
-            let fail = |e| {
-                let _ = tx.blocking_send(Msg::Failed(e));
-            };
-            if let Err(e) = source.start(handle) {
-                fail(e);
-            } else {
-                while !stop.load(Ordering::Relaxed) {
-                    while let Ok(positions) = committed_rx.try_recv() {
-                        source.committed(&positions);
-                    }
-                    if let Some(next) = updates.as_mut().and_then(|u| u.poll()) {
-                        chain = next;
-                    }
-                    // A swap or a quarantine: the rows from here on record the chain that made them.
-                    let identity = chain.identity();
-                    if *chain_id != *identity {
-                        chain_id = Arc::from(identity);
-                    }
-                    let mut raw = RawBatch::default();
-                    match source.next_batch(&mut raw, batch_size) {
-                        Ok(false) => break,
-                        Ok(true) if raw.is_empty() => continue,
-                        Ok(true) => {}
-                        Err(e) => {
-                            fail(e);
+            // Weak: a strong sender here would keep the writer from seeing the end of input.
+            let panic_tx = tx.downgrade();
+            let body = std::panic::AssertUnwindSafe(move || {
+                let mut source = source;
+                let mut chain = chain;
+                let mut chain_id: Arc<str> = Arc::from(chain.identity());
+                let mut decoder = Decoder::new(declared, decimal);
+                let fail = |e| {
+                    let _ = tx.blocking_send(Msg::Failed(e));
+                };
+                if let Err(e) = source.start(handle) {
+                    fail(e);
+                } else {
+                    while !stop.load(Ordering::Relaxed) {
+                        while let Ok(positions) = committed_rx.try_recv() {
+                            source.committed(&positions);
+                        }
+                        if let Some(next) = updates.as_mut().and_then(|u| u.poll()) {
+                            chain = next;
+                        }
+                        // A swap or a quarantine: the rows from here on record the chain that made them.
+                        let identity = chain.identity();
+                        if *chain_id != *identity {
+                            chain_id = Arc::from(identity);
+                        }
+                        let mut raw = RawBatch::default();
+                        match source.next_batch(&mut raw, batch_size) {
+                            Ok(false) => break,
+                            Ok(true) if raw.is_empty() => continue,
+                            Ok(true) => {}
+                            Err(e) => {
+                                fail(e);
+                                break;
+                            }
+                        }
+                        let decoded = decoder.decode(&raw);
+                        let mut dead = decoded.dead_letters;
+                        let mut batch = decoded.batch;
+                        let filtered = match filter.apply(&mut batch) {
+                            Ok(n) => n,
+                            Err(e) => {
+                                fail(e);
+                                break;
+                            }
+                        };
+                        let chain_stats = chain.apply_at(&mut batch, &mut dead, &|o| raw.position(o as usize));
+                        let work = Work {
+                            raw,
+                            batch,
+                            dead,
+                            decode: decoded.stats,
+                            chain: chain_stats,
+                            filtered,
+                            chain_id: chain_id.clone(),
+                        };
+                        if tx.blocking_send(Msg::Work(Box::new(work))).is_err() {
                             break;
                         }
-                    }
-                    let decoded = decoder.decode(&raw);
-                    let mut dead = decoded.dead_letters;
-                    let mut batch = decoded.batch;
-                    let filtered = match filter.apply(&mut batch) {
-                        Ok(n) => n,
-                        Err(e) => {
-                            fail(e);
-                            break;
-                        }
-                    };
-                    let chain_stats = chain.apply_at(&mut batch, &mut dead, &|o| raw.position(o as usize));
-                    let work = Work {
-                        raw,
-                        batch,
-                        dead,
-                        decode: decoded.stats,
-                        chain: chain_stats,
-                        filtered,
-                        chain_id: chain_id.clone(),
-                    };
-                    if tx.blocking_send(Msg::Work(Box::new(work))).is_err() {
-                        break;
                     }
                 }
-            }
-            // Acknowledge what the last commits made durable before the source goes away.
-            drop(tx);
-            while let Ok(positions) = committed_rx.recv() {
-                source.committed(&positions);
+                // Acknowledge what the last commits made durable before the source goes away.
+                drop(tx);
+                while let Ok(positions) = committed_rx.recv() {
+                    source.committed(&positions);
+                }
+            });
+            if let Err(panic) = std::panic::catch_unwind(body) {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                if let Some(tx) = panic_tx.upgrade() {
+                    let _ = tx.blocking_send(Msg::Failed(PipelineError::Internal(format!(
+                        "the decode/transform worker panicked: {message}; nothing after the last commit was committed"
+                    ))));
+                }
             }
         })
         .map_err(|e| PipelineError::Internal(format!("cannot start the worker thread: {e}")))?;
 
-    let mut sink =
-        Sink::new(cfg, catalog, table, dlq, chain_id.clone(), metrics.clone(), committed_tx).await?;
+    let props = parquet_properties(&cfg.sink)
+        .map_err(|m| crate::error::ConfigError::Invalid { key: "sink.compression".into(), message: m })?;
+    let tables_cfg = TablesConfig {
+        pipeline_id: cfg.pipeline_id.clone(),
+        sort: cfg.table.sort.clone(),
+        evolve_schema: cfg.table.evolve_schema,
+        props,
+        target_file_size: cfg.sink.target_file_size_bytes,
+        commit_rows: cfg.sink.commit_rows,
+        commit_bytes: cfg.sink.commit_bytes,
+        interval: Duration::from_secs(cfg.sink.processing_interval_seconds),
+        maintenance: cfg.maintenance.clone(),
+    };
+    let mut tables =
+        Tables::new(catalog, table, dlq, tables_cfg, chain_id.clone(), metrics.clone(), committed_tx);
     let mut summary = Summary {
         table: format!("{}.{}.{}", cfg.catalog.name, cfg.table.namespace, cfg.table.name),
         dead_letter_table: format!(
@@ -339,11 +387,10 @@ pub async fn run<S: Source + 'static>(
         chain: chain_id.to_string(),
         ..Default::default()
     };
-    let interval = Duration::from_secs(cfg.sink.processing_interval_seconds);
     let mut last_report = Instant::now();
     let mut failure = None;
     loop {
-        let wait = interval.saturating_sub(sink.last_commit.elapsed()).max(Duration::from_millis(10));
+        let wait = tables.until_due().max(Duration::from_millis(10));
         let msg = match tokio::time::timeout(wait, rx.recv()).await {
             Err(_) => None,
             Ok(None) => break,
@@ -356,17 +403,18 @@ pub async fn run<S: Source + 'static>(
                 break;
             }
             Some(Msg::Flush(reply)) => {
-                let r = sink.flush().await;
+                let r = tables.flush().await;
                 let _ = reply.send(r.as_ref().map(|_| ()).map_err(|e| e.to_string()));
                 r
             }
             Some(Msg::Work(work)) => {
                 record_stats(&mut summary, metrics, &work);
-                sink.accept(*work).await
+                let Work { raw, batch, dead, chain_id, .. } = *work;
+                tables.accept(&raw, batch, dead, chain_id).await
             }
         };
         let result = match result {
-            Ok(()) if sink.due(interval) => sink.flush().await,
+            Ok(()) if tables.due() => tables.flush().await,
             other => other,
         };
         if let Err(e) = result {
@@ -376,11 +424,12 @@ pub async fn run<S: Source + 'static>(
         if last_report.elapsed() >= Duration::from_secs(5) {
             last_report = Instant::now();
             let secs = started.elapsed().as_secs_f64();
+            let stats = tables.stats();
             tracing::info!(
                 source = %source_name,
                 records = summary.records,
-                rows_pending = sink.pending_rows(),
-                rows_committed = sink.rows_committed,
+                rows_pending = tables.pending_rows(),
+                rows_committed = stats.rows_committed,
                 events_per_second = (summary.events as f64 / secs) as u64,
                 "progress"
             );
@@ -389,19 +438,55 @@ pub async fn run<S: Source + 'static>(
     drop(rx);
     let flushed = match failure {
         Some(e) => Err(e),
-        None => sink.flush().await,
+        None => match tables.flush().await {
+            Ok(()) => tables.close().await,
+            Err(e) => Err(e),
+        },
     };
-    summary.chain = sink.chain_id.to_string();
-    summary.rows_committed = sink.rows_committed;
-    summary.commits = sink.commits;
-    summary.data_files = sink.data_files;
-    summary.dead_letters = sink.dead_letters;
-    drop(sink); // closes the acknowledgement channel so the worker can finish
+    let stats = tables.stats();
+    summary.chain = tables.chain_id().to_string();
+    summary.rows_committed = stats.rows_committed;
+    summary.commits = stats.commits;
+    summary.data_files = stats.data_files;
+    summary.dead_letters = stats.dead_letters;
+    summary.already_committed = stats.already_committed + held.load(Ordering::Relaxed);
+    summary.dead_letter_reasons = top_reasons(&stats.reasons, 3);
+    drop(tables); // closes the acknowledgement channel so the worker can finish
     let _ = worker.join();
     flushed?;
     summary.seconds = started.elapsed().as_secs_f64();
     summary.events_per_second = summary.events as f64 / summary.seconds.max(1e-9);
+    let considered = summary.records.saturating_sub(stats.already_committed);
+    warn_if_needed(&mut summary, considered, &source_name);
     Ok(summary)
+}
+
+/// Says prominently when a run wrote mostly dead letters, or nothing because the table already
+/// held the input.
+fn warn_if_needed(summary: &mut Summary, considered: u64, source: &str) {
+    if summary.already_committed > 0 && considered == 0 {
+        tracing::info!(
+            source,
+            records = summary.records,
+            "the table already holds this input: nothing to commit (pass another --source-id, or a new pipeline id, to load it again)"
+        );
+        return;
+    }
+    if considered == 0 || summary.dead_letters * 10 < considered {
+        return;
+    }
+    let reasons: Vec<String> =
+        summary.dead_letter_reasons.iter().map(|(r, n)| format!("{n} × {r}")).collect();
+    let message = format!(
+        "{} of {} records ({:.0} %) went to the dead-letter table {}; most frequent reasons: {}",
+        summary.dead_letters,
+        considered,
+        100.0 * summary.dead_letters as f64 / considered as f64,
+        summary.dead_letter_table,
+        reasons.join("; ")
+    );
+    tracing::warn!("{message}");
+    summary.warning = Some(message);
 }
 
 fn record_stats(s: &mut Summary, m: &Metrics, w: &Work) {
@@ -432,222 +517,19 @@ fn record_stats(s: &mut Summary, m: &Metrics, w: &Work) {
     }
 }
 
-/// Writers and commit state for the main and dead-letter tables.
-struct Sink {
-    catalog: SqlCatalog,
-    table: Table,
-    dlq: Table,
-    writer: Option<TableWriter>,
-    dlq_writer: Option<TableWriter>,
-    encoder: Encoder,
-    table_types: HashMap<String, ColType>,
-    evolve: bool,
-    pipeline_id: String,
-    /// The chain that produced the pending rows.
-    chain_id: Arc<str>,
-    /// Per stream: (first offset, next offset) of the records handled since the last commit.
-    pending: BTreeMap<String, (i64, i64)>,
-    pending_bytes: usize,
-    /// Newest source commit time (ms) among pending events.
-    pending_ts_ms: i64,
-    /// Tells the source which positions the table now holds.
-    committed: std::sync::mpsc::Sender<BTreeMap<String, i64>>,
-    props: parquet::file::properties::WriterProperties,
-    target_file_size: usize,
-    commit_rows: usize,
-    commit_bytes: usize,
-    last_commit: Instant,
-    metrics: Metrics,
-    ignored_columns: Vec<String>,
-    rows_committed: u64,
-    commits: u64,
-    data_files: u64,
-    dead_letters: u64,
-}
-
-impl Sink {
-    async fn new(
-        cfg: &Config,
-        catalog: SqlCatalog,
-        table: Table,
-        dlq: Table,
-        chain_id: Arc<str>,
-        metrics: Metrics,
-        committed: std::sync::mpsc::Sender<BTreeMap<String, i64>>,
-    ) -> Result<Self, PipelineError> {
-        let props = parquet_properties(&cfg.sink)
-            .map_err(|m| crate::error::ConfigError::Invalid { key: "sink.compression".into(), message: m })?;
-        Ok(Self {
-            table_types: table::column_types(&table),
-            catalog,
-            table,
-            dlq,
-            writer: None,
-            dlq_writer: None,
-            encoder: Encoder::new(cfg.pipeline_id.clone(), cfg.table.sort.clone()),
-            evolve: cfg.table.evolve_schema,
-            pipeline_id: cfg.pipeline_id.clone(),
-            chain_id,
-            pending: BTreeMap::new(),
-            pending_bytes: 0,
-            pending_ts_ms: 0,
-            committed,
-            props,
-            target_file_size: cfg.sink.target_file_size_bytes,
-            commit_rows: cfg.sink.commit_rows,
-            commit_bytes: cfg.sink.commit_bytes,
-            last_commit: Instant::now(),
-            metrics,
-            ignored_columns: Vec::new(),
-            rows_committed: 0,
-            commits: 0,
-            data_files: 0,
-            dead_letters: 0,
-        })
+/// Runs maintenance once on the configured table and its dead-letter table.
+pub async fn maintain(cfg: &Config) -> Result<Vec<crate::sink::maintain::MaintenanceReport>, PipelineError> {
+    let catalog = catalog::open(cfg).await?;
+    let mut reports = Vec::new();
+    for name in [cfg.table.name.clone(), cfg.dead_letter_table()] {
+        let ident = table::ident(&cfg.table.namespace, &name)?;
+        if !catalog.iceberg().table_exists(&ident).await.unwrap_or(false) {
+            continue;
+        }
+        let t = catalog.load(&ident).await?;
+        reports.push(crate::sink::maintain::run(&catalog, t, &cfg.maintenance).await?);
     }
-
-    fn pending_rows(&self) -> usize {
-        self.writer.as_ref().map_or(0, TableWriter::rows)
-    }
-
-    /// Whether a commit trigger has fired.
-    fn due(&self, interval: Duration) -> bool {
-        !self.pending.is_empty()
-            && (self.pending_rows() >= self.commit_rows
-                || self.pending_bytes >= self.commit_bytes
-                || self.last_commit.elapsed() >= interval)
-    }
-
-    async fn accept(&mut self, work: Work) -> Result<(), PipelineError> {
-        let Work { raw, batch, mut dead, chain_id, .. } = work;
-        if chain_id != self.chain_id {
-            // Every commit holds rows of one chain: its snapshot summary names it.
-            self.flush().await?;
-            tracing::info!(from = %self.chain_id, to = %chain_id, "transform chain changed");
-            self.chain_id = chain_id;
-        }
-        if !batch.is_empty() {
-            let new = Encoder::new_columns(&batch, &self.table_types);
-            if !new.is_empty() {
-                if self.evolve {
-                    // Data files of the old schema are committed before the schema changes.
-                    self.flush().await?;
-                    let t = table::add_columns(&self.catalog, self.table.clone(), &new).await?;
-                    self.table_types = table::column_types(&t);
-                    self.table = t;
-                } else {
-                    for (n, _) in new {
-                        if !self.ignored_columns.contains(&n) {
-                            tracing::warn!(column = %n, "column not in the table and table.evolve_schema = false: not stored");
-                            self.ignored_columns.push(n);
-                        }
-                    }
-                }
-            }
-            if self.writer.is_none() {
-                self.writer =
-                    Some(TableWriter::new(&self.table, self.props.clone(), self.target_file_size).await?);
-            }
-            let writer = self.writer.as_mut().expect("writer");
-            match self.encoder.encode(&batch, writer.arrow_schema(), now_micros()) {
-                Ok(rows) => writer.write(rows).await?,
-                Err(reason) => {
-                    tracing::error!(events = batch.len(), error = %reason, "batch does not fit the table; sent to the dead-letter table");
-                    dead.extend(batch.origins.iter().map(|&origin| DeadLetter {
-                        origin,
-                        stage: "encode",
-                        plugin: None,
-                        reason: reason.clone(),
-                    }));
-                }
-            }
-            let newest = batch.sources.iter().map(|s| s.ts_ms).max().unwrap_or(0);
-            self.pending_ts_ms = self.pending_ts_ms.max(newest);
-            self.metrics.pending_rows.set(self.pending_rows() as i64);
-        }
-        if !dead.is_empty() {
-            if self.dlq_writer.is_none() {
-                self.dlq_writer =
-                    Some(TableWriter::new(&self.dlq, self.props.clone(), self.target_file_size).await?);
-            }
-            let w = self.dlq_writer.as_mut().expect("dlq writer");
-            let rows = dead_letter::to_batch(w.arrow_schema(), &dead, &raw, &self.pipeline_id, now_micros())?;
-            w.write(rows).await?;
-            for d in &dead {
-                self.metrics.dead_letters.with_label_values(&[d.stage]).inc();
-            }
-            self.dead_letters += dead.len() as u64;
-        }
-        // Offset range per stream of this batch, then one map entry per stream (not per record).
-        let mut ranges: Vec<Option<(i64, i64)>> = vec![None; raw.streams.len()];
-        for (&stream, &offset) in raw.stream.iter().zip(&raw.offsets) {
-            let r = ranges[stream as usize].get_or_insert((offset, offset + 1));
-            r.0 = r.0.min(offset);
-            r.1 = r.1.max(offset + 1);
-        }
-        for (name, range) in raw.streams.iter().zip(ranges) {
-            let Some((first, next)) = range else { continue };
-            let e = self.pending.entry(name.to_string()).or_insert((first, next));
-            e.0 = e.0.min(first);
-            e.1 = e.1.max(next);
-        }
-        self.pending_bytes += raw.buf.len();
-        Ok(())
-    }
-
-    /// Closes open files and commits them: dead letters first, then the main table with the
-    /// positions the commit reaches (a positions-only snapshot when no row survived).
-    async fn flush(&mut self) -> Result<(), PipelineError> {
-        let req = |files, positions, starts| CommitRequest {
-            data_files: files,
-            pipeline_id: self.pipeline_id.clone(),
-            chain: self.chain_id.to_string(),
-            positions,
-            starts,
-        };
-        if let Some(w) = self.dlq_writer.take() {
-            let files = w.close().await?;
-            if !files.is_empty() {
-                let r = req(files, BTreeMap::new(), BTreeMap::new());
-                self.dlq = commit(&self.catalog, self.dlq.clone(), CommitMode::Append, r).await?;
-            }
-        }
-        let (rows, files) = match self.writer.take() {
-            Some(w) => (w.rows() as u64, w.close().await?),
-            None => (0, Vec::new()),
-        };
-        self.last_commit = Instant::now();
-        if files.is_empty() && self.pending.is_empty() {
-            return Ok(());
-        }
-        let positions: BTreeMap<String, i64> =
-            self.pending.iter().map(|(s, (_, next))| (s.clone(), *next)).collect();
-        let starts: BTreeMap<String, i64> =
-            self.pending.iter().map(|(s, (first, _))| (s.clone(), *first)).collect();
-        let n = files.len() as u64;
-        let r = req(files, positions.clone(), starts);
-        self.table = commit(&self.catalog, self.table.clone(), CommitMode::Append, r).await?;
-        self.rows_committed += rows;
-        self.commits += 1;
-        self.data_files += n;
-        self.metrics.rows_written.inc_by(rows);
-        self.metrics.commits.inc();
-        self.metrics.data_files.inc_by(n);
-        self.metrics.pending_rows.set(0);
-        if self.pending_ts_ms > 0 {
-            let lag = (chrono::Utc::now().timestamp_millis() - self.pending_ts_ms) as f64 / 1000.0;
-            self.metrics.pipeline_lag_seconds.set(lag);
-            tracing::info!(rows, files = n, pipeline_lag_seconds = lag, "committed");
-        } else {
-            tracing::info!(rows, files = n, "committed");
-        }
-        self.pending.clear();
-        self.pending_bytes = 0;
-        self.pending_ts_ms = 0;
-        // Only now may the source acknowledge these positions (e.g. commit Kafka offsets).
-        let _ = self.committed.send(positions);
-        Ok(())
-    }
+    Ok(reports)
 }
 
 /// Creates the tables the config describes (with the columns the chain adds, if it loads) and returns

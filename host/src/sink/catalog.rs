@@ -1,40 +1,85 @@
-//! Opening the SQL catalog (SQLite by default, under the warehouse directory).
+//! Opening the catalog the config names: a SQL catalog (SQLite under the warehouse by default, or
+//! PostgreSQL) or an Iceberg REST catalog, each with the compare-and-swap commits go through.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use iceberg::io::LocalFsStorageFactory;
-use iceberg::{Catalog, CatalogBuilder, NamespaceIdent};
+use iceberg::table::Table;
+use iceberg::{CatalogBuilder, NamespaceIdent, TableIdent};
 use iceberg_catalog_sql::{
-    SQL_CATALOG_PROP_BIND_STYLE, SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlBindStyle, SqlCatalog,
+    SQL_CATALOG_PROP_BIND_STYLE, SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlBindStyle,
     SqlCatalogBuilder,
 };
 
+use super::commit::cas::Cas;
+use super::commit::rest;
+use super::commit::sql::{SqlCas, redact};
 use crate::config::Config;
 use crate::error::SinkError;
 
+/// An open catalog: its iceberg-rust client (load, create, list) and its compare-and-swap (every
+/// commit of the host).
+pub struct Catalog {
+    inner: Arc<dyn iceberg::Catalog>,
+    cas: Cas,
+    uri: String,
+}
+
+impl Catalog {
+    /// The iceberg-rust catalog client.
+    pub fn iceberg(&self) -> &dyn iceberg::Catalog {
+        self.inner.as_ref()
+    }
+
+    /// The compare-and-swap commits go through.
+    pub fn cas(&self) -> &Cas {
+        &self.cas
+    }
+
+    /// The catalog's URI (password redacted), for messages.
+    pub fn uri(&self) -> String {
+        redact(&self.uri)
+    }
+
+    /// Loads the table as the catalog holds it now.
+    pub async fn load(&self, ident: &TableIdent) -> Result<Table, SinkError> {
+        self.inner.load_table(ident).await.map_err(|source| SinkError::Catalog {
+            context: format!("loading table {ident}"),
+            source: Box::new(source),
+        })
+    }
+}
+
 /// Opens the catalog named in the config, creating the warehouse directory if needed.
-pub async fn open(cfg: &Config) -> Result<SqlCatalog, SinkError> {
+pub async fn open(cfg: &Config) -> Result<Catalog, SinkError> {
     let dir = &cfg.catalog.warehouse;
     let warehouse_err = |message: String| SinkError::Warehouse { path: dir.to_path_buf(), message };
     std::fs::create_dir_all(dir).map_err(|e| warehouse_err(format!("cannot create it: {e}")))?;
     let abs = std::fs::canonicalize(dir).map_err(|e| warehouse_err(e.to_string()))?;
     check_writable(&abs).map_err(warehouse_err)?;
     let uri = cfg.catalog_uri();
+    if uri.starts_with("http://") || uri.starts_with("https://") {
+        let (inner, cas) = rest::open(&uri, &abs, &cfg.catalog.name).await?;
+        return Ok(Catalog { inner, cas: Cas::Rest(cas), uri });
+    }
+    let bind = if uri.starts_with("postgres") { SqlBindStyle::DollarNumeric } else { SqlBindStyle::QMark };
     let props = HashMap::from([
         (SQL_CATALOG_PROP_URI.to_string(), uri.clone()),
         (SQL_CATALOG_PROP_WAREHOUSE.to_string(), format!("file://{}", abs.display())),
-        (SQL_CATALOG_PROP_BIND_STYLE.to_string(), SqlBindStyle::QMark.to_string()),
+        (SQL_CATALOG_PROP_BIND_STYLE.to_string(), bind.to_string()),
     ]);
-    SqlCatalogBuilder::default()
+    let inner = SqlCatalogBuilder::default()
         .with_storage_factory(Arc::new(LocalFsStorageFactory))
         .load(&cfg.catalog.name, props)
         .await
         .map_err(|source| SinkError::Catalog {
-            context: format!("opening SQL catalog {uri}"),
+            context: format!("opening SQL catalog {}", redact(&uri)),
             source: Box::new(source),
-        })
+        })?;
+    let cas = SqlCas::connect(&uri, &cfg.catalog.name).await?;
+    Ok(Catalog { inner: Arc::new(inner), cas: Cas::Sql(cas), uri })
 }
 
 fn check_writable(dir: &Path) -> Result<(), String> {
@@ -45,7 +90,8 @@ fn check_writable(dir: &Path) -> Result<(), String> {
 }
 
 /// Creates the namespace if it does not exist.
-pub async fn ensure_namespace(catalog: &dyn Catalog, namespace: &str) -> Result<NamespaceIdent, SinkError> {
+pub async fn ensure_namespace(catalog: &Catalog, namespace: &str) -> Result<NamespaceIdent, SinkError> {
+    let catalog = catalog.iceberg();
     let ns = NamespaceIdent::from_strs(namespace.split('.')).map_err(|source| SinkError::Catalog {
         context: format!("namespace `{namespace}`"),
         source: Box::new(source),

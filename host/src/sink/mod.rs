@@ -1,33 +1,38 @@
-//! The Iceberg side: catalog, table shape, data files and commits.
+//! The Iceberg side, table by table.
 //!
-//! [`catalog`] opens the SQL catalog, [`table`] creates and evolves tables from their definition,
-//! [`writer`] turns Arrow batches into Parquet data files, [`commit`] is the one seam through which
-//! data files become snapshots (today `fast_append`; a row-delta commit joins it for mirror tables),
-//! and [`dead_letter`] lands rejected records in their own table.
+//! - [`catalog`] opens the catalog (SQL or REST) with its compare-and-swap;
+//! - [`table`] creates and evolves tables from their definition;
+//! - [`writer`] turns Arrow batches into Parquet data files;
+//! - [`commit`] is the one loop through which files become snapshots (append, row delta, replace),
+//!   fenced and published by compare-and-swap;
+//! - [`table_sink`] is one table's state machine (pending files, positions, commit);
+//! - [`tables`] ties a pipeline's main and dead-letter tables together (triggers, acknowledgements,
+//!   background maintenance); [`dead_letter`] shapes the dead-letter table;
+//! - [`maintain`] compacts, expires snapshots and removes orphan files.
 
 pub mod catalog;
 pub mod commit;
 pub mod dead_letter;
+pub mod maintain;
 pub mod table;
+pub mod table_sink;
+pub mod tables;
 pub mod writer;
 
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use crate::config::SinkConfig;
+use crate::config::{Codec, SinkConfig};
 
 /// Parquet writer properties from the sink config (compression is always explicit).
 pub fn parquet_properties(cfg: &SinkConfig) -> Result<WriterProperties, String> {
-    let compression = match cfg.compression.to_ascii_lowercase().as_str() {
-        "zstd" => Compression::ZSTD(
+    let compression = match cfg.compression()? {
+        Codec::Zstd => Compression::ZSTD(
             ZstdLevel::try_new(cfg.zstd_level).map_err(|e| format!("zstd level {}: {e}", cfg.zstd_level))?,
         ),
-        "snappy" => Compression::SNAPPY,
-        "lz4" => Compression::LZ4_RAW,
-        "uncompressed" | "none" => Compression::UNCOMPRESSED,
-        other => {
-            return Err(format!("unknown compression `{other}` (zstd, snappy, lz4, uncompressed)"));
-        }
+        Codec::Snappy => Compression::SNAPPY,
+        Codec::Lz4 => Compression::LZ4_RAW,
+        Codec::Uncompressed => Compression::UNCOMPRESSED,
     };
     Ok(WriterProperties::builder().set_compression(compression).build())
 }

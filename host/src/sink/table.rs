@@ -6,8 +6,10 @@ use iceberg::spec::{
     NestedField, NullOrder, Schema, SortDirection, SortField, SortOrder, Transform, UnboundPartitionSpec,
 };
 use iceberg::table::Table;
-use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
-use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
+use iceberg::{NamespaceIdent, TableCreation, TableIdent, TableUpdate};
+
+use super::catalog::Catalog;
+use super::commit;
 
 use crate::error::SinkError;
 use crate::schema::ColType;
@@ -61,12 +63,13 @@ fn catalog_err(context: String) -> impl FnOnce(iceberg::Error) -> SinkError {
 }
 
 /// Loads the table, creating it from `spec` if missing; adds declared columns it lacks.
-pub async fn ensure(catalog: &dyn Catalog, spec: &TableSpec) -> Result<Table, SinkError> {
+pub async fn ensure(catalog: &Catalog, spec: &TableSpec) -> Result<Table, SinkError> {
     let ident = &spec.ident;
+    let iceberg = catalog.iceberg();
     let exists =
-        catalog.table_exists(ident).await.map_err(catalog_err(format!("looking up table {ident}")))?;
+        iceberg.table_exists(ident).await.map_err(catalog_err(format!("looking up table {ident}")))?;
     if exists {
-        let table = catalog.load_table(ident).await.map_err(catalog_err(format!("loading table {ident}")))?;
+        let table = iceberg.load_table(ident).await.map_err(catalog_err(format!("loading table {ident}")))?;
         let have = column_types(&table);
         let missing: Vec<(String, ColType)> = spec
             .columns
@@ -119,14 +122,14 @@ pub async fn ensure(catalog: &dyn Catalog, spec: &TableSpec) -> Result<Table, Si
         .sort_order(sort_order)
         .properties(spec.properties.clone())
         .build();
-    match catalog.create_table(ident.namespace(), creation).await {
+    match iceberg.create_table(ident.namespace(), creation).await {
         Ok(t) => {
             tracing::info!(table = %ident, "created table");
             Ok(t)
         }
         // Another host created it meanwhile: use theirs.
         Err(e) if e.kind() == iceberg::ErrorKind::TableAlreadyExists => {
-            catalog.load_table(ident).await.map_err(catalog_err(format!("loading table {ident}")))
+            iceberg.load_table(ident).await.map_err(catalog_err(format!("loading table {ident}")))
         }
         Err(source) => {
             Err(SinkError::Catalog { context: format!("creating table {ident}"), source: Box::new(source) })
@@ -134,9 +137,10 @@ pub async fn ensure(catalog: &dyn Catalog, spec: &TableSpec) -> Result<Table, Si
     }
 }
 
-/// Adds optional columns to the table (no-op for an empty list).
+/// Adds optional columns to the table (no-op for an empty list), through the commit layer's
+/// compare-and-swap: a lost race recomputes the schema from the new base.
 pub async fn add_columns(
-    catalog: &dyn Catalog,
+    catalog: &Catalog,
     table: Table,
     columns: &[(String, ColType)],
 ) -> Result<Table, SinkError> {
@@ -144,13 +148,30 @@ pub async fn add_columns(
         return Ok(table);
     }
     let ident = table.identifier().clone();
-    let tx = Transaction::new(&table);
-    let mut action = tx.update_schema();
-    for (name, ty) in columns {
-        action = action.add_column(AddColumn::optional(name, ty.iceberg_type()));
-    }
-    let tx = action.apply(tx).map_err(catalog_err(format!("adding columns to {ident}")))?;
-    let table = tx.commit(catalog).await.map_err(catalog_err(format!("adding columns to {ident}")))?;
+    let table = commit::update_metadata(catalog, table, |base| {
+        let metadata = base.metadata();
+        let current = metadata.current_schema();
+        let missing: Vec<&(String, ColType)> =
+            columns.iter().filter(|(n, _)| current.field_by_name(n).is_none()).collect();
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut next_id = metadata.last_column_id();
+        let mut fields = current.as_struct().fields().to_vec();
+        for (name, ty) in missing {
+            next_id += 1;
+            fields.push(NestedField::optional(next_id, name, ty.iceberg_type()).into());
+        }
+        let schema_id = metadata.schemas_iter().map(|s| s.schema_id()).max().unwrap_or(0) + 1;
+        let schema = Schema::builder()
+            .with_schema_id(schema_id)
+            .with_identifier_field_ids(current.identifier_field_ids())
+            .with_fields(fields)
+            .build()
+            .map_err(catalog_err(format!("building the new schema of {ident}")))?;
+        Ok(vec![TableUpdate::AddSchema { schema }, TableUpdate::SetCurrentSchema { schema_id: -1 }])
+    })
+    .await?;
     let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
     tracing::info!(table = %ident, columns = ?names, "added columns to the table");
     Ok(table)

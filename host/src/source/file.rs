@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::Source;
+use super::{PipelineHandle, Source};
 use crate::change::RawBatch;
 use crate::error::PipelineError;
 
@@ -17,6 +17,8 @@ pub struct FileSource {
     done: bool,
     bytes_read: u64,
     total_bytes: Option<u64>,
+    /// Lines before this one are already in the table (resume).
+    resume_at: i64,
 }
 
 impl FileSource {
@@ -32,7 +34,15 @@ impl FileSource {
             let total = f.metadata().ok().map(|m| m.len());
             (Box::new(BufReader::with_capacity(1 << 20, f) as BufReader<File>), display_name(path), total)
         };
-        Ok(Self { reader, name: Arc::from(name), line: 0, done: false, bytes_read: 0, total_bytes: total })
+        Ok(Self {
+            reader,
+            name: Arc::from(name),
+            line: 0,
+            done: false,
+            bytes_read: 0,
+            total_bytes: total,
+            resume_at: 0,
+        })
     }
 
     /// A source over any reader (tests, benchmarks).
@@ -44,7 +54,36 @@ impl FileSource {
             done: false,
             bytes_read: 0,
             total_bytes: None,
+            resume_at: 0,
         }
+    }
+
+    /// Names the stream (`--source-id`): positions are recorded under this name, so the same data
+    /// under another path, or stdin, resumes where it left off.
+    pub fn with_name(mut self, name: &str) -> Self {
+        self.name = Arc::from(name);
+        self
+    }
+
+    /// Skips lines up to (not including) line `next` without handing them over.
+    fn skip_to(&mut self, next: i64) -> std::io::Result<()> {
+        let mut line = Vec::with_capacity(4096);
+        while self.line + 1 < next && !self.done {
+            line.clear();
+            let n = self.reader.read_until(b'\n', &mut line)?;
+            if n == 0 {
+                self.done = true;
+                break;
+            }
+            self.bytes_read += n as u64;
+            self.line += 1;
+        }
+        Ok(())
+    }
+
+    /// Lines skipped because the table already held them.
+    pub fn resumed_at(&self) -> i64 {
+        self.resume_at
     }
 
     /// Bytes read so far, and the input size when known.
@@ -78,6 +117,24 @@ impl FileSource {
 }
 
 impl Source for FileSource {
+    /// Resumes after the lines the table already holds for this stream.
+    fn start(&mut self, handle: Arc<dyn PipelineHandle>) -> Result<(), PipelineError> {
+        let held = handle.table_positions().map_err(PipelineError::Source)?;
+        if let Some(&next) = held.get(&*self.name)
+            && next > 1
+        {
+            self.resume_at = next;
+            self.skip_to(next)?;
+            handle.already_held(self.line as u64);
+            tracing::info!(
+                source = %self.name,
+                lines = next - 1,
+                "resuming: the table already holds the first lines of this input"
+            );
+        }
+        Ok(())
+    }
+
     fn next_batch(&mut self, out: &mut RawBatch, max: usize) -> Result<bool, PipelineError> {
         Ok(self.read_batch(out, max)?)
     }

@@ -18,6 +18,10 @@ pub trait PipelineHandle: Send + Sync {
     fn flush(&self) -> Result<(), String>;
     /// The positions (stream → next offset) the table holds for this pipeline, read fresh.
     fn table_positions(&self) -> Result<BTreeMap<String, i64>, String>;
+    /// The source skipped `records` records the table already held (resuming an input).
+    fn already_held(&self, records: u64) {
+        let _ = records;
+    }
 }
 
 /// A source of raw records, read in batches on the pipeline's worker thread.

@@ -1,0 +1,471 @@
+//! Table maintenance: what keeps a streaming table small and fast to read, whatever its age.
+//!
+//! - **Compaction**: in each partition with at least `min_input_files` small data files, rewrites them
+//!   into files of the target size, sorted by the table's sort order (one `replace` snapshot).
+//! - **Snapshot expiry**: keeps the last `keep_last` snapshots of `main` that are younger than
+//!   `max_snapshot_age` (always the current one, and every branch or tag head), then deletes the
+//!   manifest lists, manifests and data files only the expired snapshots reached.
+//! - **Orphans**: deletes files under the table's location that no metadata references (left by
+//!   failed or killed attempts) once older than `orphan_min_age`.
+//!
+//! Manifest merging happens in every commit (see [`super::commit`]); old metadata files go as the
+//! table properties `write.metadata.delete-after-commit.enabled` and
+//! `write.metadata.previous-versions-max` say, and orphan removal takes any left behind.
+//! Each step commits through the commit layer's compare-and-swap, recomputed on every attempt.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use arrow_array::{ArrayRef, RecordBatch, new_null_array};
+use arrow_ord::sort::{SortColumn, SortOptions, lexsort_to_indices};
+use arrow_schema::SchemaRef;
+use arrow_select::concat::concat_batches;
+use arrow_select::take::take_record_batch;
+use iceberg::TableUpdate;
+use iceberg::spec::{DataContentType, DataFile, ManifestFile, SnapshotRef};
+use iceberg::table::Table;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::properties::WriterProperties;
+use serde::Serialize;
+
+use super::catalog::Catalog;
+use super::commit::{self, CommitMeta, Replace};
+use super::writer::TableWriter;
+use crate::error::SinkError;
+
+/// What maintenance does and how often (`[maintenance]` in the config).
+pub type MaintenancePolicy = crate::config::MaintenanceConfig;
+
+/// What one maintenance run did to one table.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MaintenanceReport {
+    pub table: String,
+    pub compacted_partitions: usize,
+    pub compacted_files_in: usize,
+    pub compacted_files_out: usize,
+    pub expired_snapshots: usize,
+    pub deleted_files: usize,
+    pub orphans_deleted: usize,
+    pub snapshots: usize,
+    pub metadata_files: usize,
+}
+
+impl MaintenanceReport {
+    /// Whether the run changed nothing.
+    pub fn is_empty(&self) -> bool {
+        self.compacted_files_in == 0
+            && self.expired_snapshots == 0
+            && self.deleted_files == 0
+            && self.orphans_deleted == 0
+    }
+}
+
+impl fmt::Display for MaintenanceReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: compacted {} files into {} in {} partitions, expired {} snapshots ({} files deleted), {} orphans deleted; {} snapshots and {} metadata files remain",
+            self.table,
+            self.compacted_files_in,
+            self.compacted_files_out,
+            self.compacted_partitions,
+            self.expired_snapshots,
+            self.deleted_files,
+            self.orphans_deleted,
+            self.snapshots,
+            self.metadata_files
+        )
+    }
+}
+
+fn catalog_err(context: String) -> impl FnOnce(iceberg::Error) -> SinkError {
+    move |source| SinkError::Catalog { context, source: Box::new(source) }
+}
+
+/// Runs compaction, expiry and orphan removal on `table`.
+pub async fn run(
+    catalog: &Catalog,
+    table: Table,
+    policy: &MaintenancePolicy,
+) -> Result<MaintenanceReport, SinkError> {
+    let mut report = MaintenanceReport { table: table.identifier().to_string(), ..Default::default() };
+    let table = compact(catalog, table, policy, &mut report).await?;
+    let table = expire(catalog, table, policy, &mut report).await?;
+    remove_orphans(&table, Duration::from_secs(policy.orphan_min_age_seconds), &mut report).await?;
+    report.snapshots = table.metadata().snapshots().len();
+    report.metadata_files = count_metadata_files(&table);
+    Ok(report)
+}
+
+/// The live entries of a snapshot's manifests: (content, file).
+async fn live_entries(table: &Table, snapshot: &SnapshotRef) -> Result<Vec<(i32, DataFile)>, SinkError> {
+    let mut out = Vec::new();
+    for m in manifests_of(table, snapshot).await? {
+        let manifest = m
+            .load_manifest(table.file_io())
+            .await
+            .map_err(catalog_err(format!("reading {}", m.manifest_path)))?;
+        let spec = m.partition_spec_id;
+        out.extend(manifest.entries().iter().filter(|e| e.is_alive()).map(|e| (spec, e.data_file().clone())));
+    }
+    Ok(out)
+}
+
+async fn manifests_of(table: &Table, snapshot: &SnapshotRef) -> Result<Vec<ManifestFile>, SinkError> {
+    let list = table
+        .manifest_list_reader(snapshot)
+        .load()
+        .await
+        .map_err(catalog_err(format!("reading manifest list {}", snapshot.manifest_list())))?;
+    Ok(list.consume_entries().into_iter().collect())
+}
+
+/// Rewrites small data files, partition by partition.
+async fn compact(
+    catalog: &Catalog,
+    table: Table,
+    policy: &MaintenancePolicy,
+    report: &mut MaintenanceReport,
+) -> Result<Table, SinkError> {
+    let Some(current) = table.metadata().current_snapshot().cloned() else { return Ok(table) };
+    let files = live_entries(&table, &current).await?;
+    if files.iter().any(|(_, f)| f.content_type() != DataContentType::Data) {
+        // Position deletes point into data files by row position: rewriting those files needs the
+        // deletes applied, which mirror-table compaction does.
+        return Ok(table);
+    }
+    let mut groups: BTreeMap<(i32, String), Vec<DataFile>> = BTreeMap::new();
+    for (spec_id, f) in files {
+        if f.file_size_in_bytes() < policy.small_file_bytes {
+            groups.entry((spec_id, format!("{:?}", f.partition()))).or_default().push(f);
+        }
+    }
+    let mut budget = policy.max_compaction_bytes;
+    let mut removed = Vec::new();
+    let mut added = Vec::new();
+    let props = WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(
+            parquet::basic::ZstdLevel::try_new(3).expect("level"),
+        ))
+        .build();
+    for ((spec_id, _), group) in groups {
+        if group.len() < policy.min_input_files || spec_id != table.metadata().default_partition_spec_id() {
+            continue;
+        }
+        let bytes: u64 = group.iter().map(|f| f.file_size_in_bytes()).sum();
+        if bytes > budget {
+            break;
+        }
+        budget -= bytes;
+        let mut writer = TableWriter::new(&table, props.clone(), policy.target_file_size_bytes).await?;
+        let schema = writer.arrow_schema().clone();
+        let mut batches = Vec::new();
+        for f in &group {
+            batches.extend(read_data_file(&table, f.file_path(), &schema).await?);
+        }
+        let rows = sort_rows(&table, &schema, &batches)?;
+        writer.write(rows).await?;
+        let new_files = writer.close().await?;
+        report.compacted_partitions += 1;
+        report.compacted_files_in += group.len();
+        report.compacted_files_out += new_files.len();
+        removed.extend(group);
+        added.extend(new_files);
+    }
+    if removed.is_empty() {
+        return Ok(table);
+    }
+    let op = Replace { removed, added: added.clone(), starting_snapshot: Some(current.snapshot_id()) };
+    let meta = CommitMeta {
+        properties: [("cdc-host.maintenance".to_string(), "compaction".to_string())].into(),
+        ..Default::default()
+    };
+    match commit::commit(catalog, table.clone(), &op, &meta).await {
+        Ok(c) => Ok(c.table),
+        Err(e) => {
+            for f in &added {
+                let _ = table.file_io().delete(f.file_path()).await;
+            }
+            match e {
+                // The table moved under the rewrite: nothing landed, try again next run.
+                SinkError::Validation { .. } | SinkError::Conflicts { .. } => {
+                    tracing::info!(error = %e, "compaction skipped");
+                    report.compacted_partitions = 0;
+                    report.compacted_files_in = 0;
+                    report.compacted_files_out = 0;
+                    catalog.load(table.identifier()).await
+                }
+                e => Err(e),
+            }
+        }
+    }
+}
+
+/// Reads a data file's rows in `schema` (columns matched by Iceberg field id; columns the file
+/// predates are null).
+async fn read_data_file(
+    table: &Table,
+    path: &str,
+    schema: &SchemaRef,
+) -> Result<Vec<RecordBatch>, SinkError> {
+    let name = table.identifier().to_string();
+    let input = table.file_io().new_input(path).map_err(catalog_err(format!("opening {path}")))?;
+    let bytes = input.read().await.map_err(catalog_err(format!("reading {path}")))?;
+    let shape = |e: &dyn fmt::Display| SinkError::Shape {
+        table: name.clone(),
+        message: format!("reading {path}: {e}"),
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| shape(&e))?
+        .build()
+        .map_err(|e| shape(&e))?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| shape(&e))?;
+        let file_schema = batch.schema();
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|field| {
+                let id = field.metadata().get("PARQUET:field_id");
+                let found = file_schema
+                    .fields()
+                    .iter()
+                    .position(|f| f.metadata().get("PARQUET:field_id") == id && id.is_some())
+                    .or_else(|| file_schema.index_of(field.name()).ok());
+                match found {
+                    Some(i) if batch.column(i).data_type() == field.data_type() => batch.column(i).clone(),
+                    Some(i) => arrow_cast::cast(batch.column(i), field.data_type())
+                        .unwrap_or_else(|_| new_null_array(field.data_type(), batch.num_rows())),
+                    None => new_null_array(field.data_type(), batch.num_rows()),
+                }
+            })
+            .collect::<Vec<ArrayRef>>();
+        out.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| shape(&e))?);
+    }
+    Ok(out)
+}
+
+/// The rows of `batches` as one batch sorted by the table's sort order.
+fn sort_rows(table: &Table, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch, SinkError> {
+    let shape = |e: arrow_schema::ArrowError| SinkError::Shape {
+        table: table.identifier().to_string(),
+        message: e.to_string(),
+    };
+    let all = concat_batches(schema, batches).map_err(shape)?;
+    let metadata = table.metadata();
+    let current = metadata.current_schema();
+    let columns: Vec<SortColumn> = metadata
+        .default_sort_order()
+        .fields
+        .iter()
+        .filter_map(|f| current.field_by_id(f.source_id))
+        .filter_map(|f| schema.index_of(&f.name).ok())
+        .map(|i| SortColumn {
+            values: all.column(i).clone(),
+            options: Some(SortOptions { descending: false, nulls_first: true }),
+        })
+        .collect();
+    if columns.is_empty() || all.num_rows() == 0 {
+        return Ok(all);
+    }
+    let order = lexsort_to_indices(&columns, None).map_err(shape)?;
+    take_record_batch(&all, &order).map_err(shape)
+}
+
+/// Snapshots to keep: the newest `keep_last` of `main` younger than the max age (the current one
+/// always), and the head of every other branch or tag.
+fn retained(table: &Table, policy: &MaintenancePolicy) -> HashSet<i64> {
+    let metadata = table.metadata();
+    let now = chrono::Utc::now().timestamp_millis();
+    let max_age = policy.max_snapshot_age_seconds.saturating_mul(1000) as i64;
+    let mut keep = HashSet::new();
+    let mut next = metadata.current_snapshot();
+    let mut n = 0;
+    while let Some(s) = next {
+        let young = now - s.timestamp_ms() <= max_age;
+        if n == 0 || (n < policy.keep_last.max(1) && young) {
+            keep.insert(s.snapshot_id());
+        } else {
+            break;
+        }
+        n += 1;
+        next = s.parent_snapshot_id().and_then(|p| metadata.snapshot_by_id(p));
+    }
+    keep.extend(metadata_refs(table));
+    keep
+}
+
+fn metadata_refs(table: &Table) -> HashSet<i64> {
+    // Branch and tag heads, read from the serialized metadata (refs are not exposed otherwise).
+    serde_json::to_value(table.metadata())
+        .ok()
+        .and_then(|v| v.get("refs").cloned())
+        .and_then(|r| r.as_object().cloned())
+        .map(|refs| refs.values().filter_map(|r| r.get("snapshot-id").and_then(|i| i.as_i64())).collect())
+        .unwrap_or_default()
+}
+
+/// Expires snapshots the policy does not keep, then deletes the files only they reached.
+async fn expire(
+    catalog: &Catalog,
+    table: Table,
+    policy: &MaintenancePolicy,
+    report: &mut MaintenanceReport,
+) -> Result<Table, SinkError> {
+    let before = table.clone();
+    let after = commit::update_metadata(catalog, table, |base| {
+        let keep = retained(base, policy);
+        let ids: Vec<i64> =
+            base.metadata().snapshots().map(|s| s.snapshot_id()).filter(|id| !keep.contains(id)).collect();
+        Ok(if ids.is_empty() { Vec::new() } else { vec![TableUpdate::RemoveSnapshots { snapshot_ids: ids }] })
+    })
+    .await?;
+    let kept: HashSet<i64> = after.metadata().snapshots().map(|s| s.snapshot_id()).collect();
+    let gone: Vec<&SnapshotRef> =
+        before.metadata().snapshots().filter(|s| !kept.contains(&s.snapshot_id())).collect();
+    if gone.is_empty() {
+        return Ok(after);
+    }
+    report.expired_snapshots = gone.len();
+    // Only once the expiry landed: files reachable from any kept snapshot stay.
+    let reachable = reachable_files(&after).await?;
+    let mut candidates = HashSet::new();
+    for s in gone {
+        candidates.insert(s.manifest_list().to_string());
+        let Ok(manifests) = manifests_of(&before, s).await else { continue };
+        for m in manifests {
+            if let Ok(manifest) = m.load_manifest(before.file_io()).await {
+                candidates.extend(manifest.entries().iter().map(|e| e.file_path().to_string()));
+            }
+            candidates.insert(m.manifest_path);
+        }
+    }
+    for path in candidates.difference(&reachable) {
+        if after.file_io().delete(path).await.is_ok() {
+            report.deleted_files += 1;
+        }
+    }
+    Ok(after)
+}
+
+/// Every file the table's metadata references: metadata files, manifest lists, manifests, data and
+/// delete files, statistics.
+async fn reachable_files(table: &Table) -> Result<HashSet<String>, SinkError> {
+    let metadata = table.metadata();
+    let mut out = HashSet::new();
+    if let Some(l) = table.metadata_location() {
+        out.insert(l.to_string());
+    }
+    out.extend(metadata.metadata_log().iter().map(|l| l.metadata_file.clone()));
+    let mut seen_manifests = HashSet::new();
+    for s in metadata.snapshots() {
+        out.insert(s.manifest_list().to_string());
+        for m in manifests_of(table, s).await? {
+            if !seen_manifests.insert(m.manifest_path.clone()) {
+                continue;
+            }
+            let manifest = m
+                .load_manifest(table.file_io())
+                .await
+                .map_err(catalog_err(format!("reading {}", m.manifest_path)))?;
+            out.extend(manifest.entries().iter().map(|e| e.file_path().to_string()));
+            out.insert(m.manifest_path);
+        }
+    }
+    if let Ok(v) = serde_json::to_value(metadata) {
+        for key in ["statistics", "partition-statistics"] {
+            if let Some(list) = v.get(key).and_then(|l| l.as_array()) {
+                out.extend(
+                    list.iter()
+                        .filter_map(|s| s.get("statistics-path").and_then(|p| p.as_str()).map(String::from)),
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The local directory of a `file:` location.
+fn local_path(location: &str) -> Option<PathBuf> {
+    let rest = location.strip_prefix("file:")?;
+    let rest = rest.trim_start_matches('/');
+    Some(PathBuf::from(format!("/{rest}")))
+}
+
+fn normalize(location: &str) -> String {
+    local_path(location).map_or_else(|| location.to_string(), |p| p.display().to_string())
+}
+
+/// Deletes files under the table's location that nothing references, once older than `min_age`.
+/// Only local (`file:`) warehouses are listed.
+async fn remove_orphans(
+    table: &Table,
+    min_age: Duration,
+    report: &mut MaintenanceReport,
+) -> Result<(), SinkError> {
+    let Some(root) = local_path(table.metadata().location()) else { return Ok(()) };
+    let reachable: HashSet<String> = reachable_files(table).await?.iter().map(|l| normalize(l)).collect();
+    let now = SystemTime::now();
+    let mut stack = vec![root.join("data"), root.join("metadata")];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let old = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age >= min_age);
+            if !old || is_referenced(&path, &reachable) {
+                continue;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                report.orphans_deleted += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `path` (or, for a checksum file `.x.crc`, its `x`) is referenced.
+fn is_referenced(path: &Path, reachable: &HashSet<String>) -> bool {
+    let p = path.display().to_string();
+    if reachable.contains(&p) {
+        return true;
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if let Some(base) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".crc")) {
+        return reachable.contains(&path.with_file_name(base).display().to_string());
+    }
+    false
+}
+
+/// Files in the table's metadata directory (local warehouses).
+fn count_metadata_files(table: &Table) -> usize {
+    local_path(table.metadata().location())
+        .and_then(|root| std::fs::read_dir(root.join("metadata")).ok())
+        .map_or(0, |entries| entries.flatten().count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_paths_from_file_locations() {
+        assert_eq!(local_path("file:///w/t/data/a.parquet"), Some(PathBuf::from("/w/t/data/a.parquet")));
+        assert_eq!(local_path("file:/w/t/m.json"), Some(PathBuf::from("/w/t/m.json")));
+        assert_eq!(local_path("s3://b/k"), None);
+        let reachable: HashSet<String> = ["/w/t/metadata/x.json".to_string()].into();
+        assert!(is_referenced(Path::new("/w/t/metadata/.x.json.crc"), &reachable));
+        assert!(!is_referenced(Path::new("/w/t/metadata/y.json"), &reachable));
+    }
+}

@@ -1,0 +1,271 @@
+//! One Iceberg table's state machine: pending data files, the source positions they cover, and the
+//! fenced commit that makes both durable together.
+//!
+//! ```text
+//!   Idle --write/track--> Writing --flush--> (commit) --> Idle
+//!                                   \--fenced/unknown--> Failed (every later call errors)
+//! ```
+//!
+//! A sink owns its positions: it *holds* everything below its floor (what the table held when it
+//! opened, raised by each of its commits), skips records below it, and fences each commit against the
+//! table's positions as the compare-and-swap base has them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use iceberg::table::Table;
+use parquet::file::properties::WriterProperties;
+
+use super::catalog::Catalog;
+use super::commit::{self, Append, CommitMeta, Committed, Fence, Positions, committed_positions};
+use super::table;
+use super::writer::TableWriter;
+use crate::change::RawBatch;
+use crate::error::SinkError;
+use crate::schema::ColType;
+
+/// What a sink is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Nothing pending.
+    Idle,
+    /// Files open or records tracked since the last commit.
+    Writing,
+    /// A commit was fenced or its outcome is unknown: this sink takes nothing more.
+    Failed(String),
+}
+
+/// Counters of one sink since it opened.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SinkStats {
+    pub rows_committed: u64,
+    pub commits: u64,
+    pub data_files: u64,
+}
+
+/// One table being written by one pipeline.
+pub struct TableSink {
+    catalog: Arc<Catalog>,
+    table: Table,
+    pipeline_id: String,
+    props: WriterProperties,
+    target_file_size: usize,
+    writer: Option<TableWriter>,
+    /// Everything below these positions is in the table.
+    floor: Positions,
+    /// Per stream: (first, next) offsets of the records considered since the last commit.
+    pending: BTreeMap<String, (i64, i64)>,
+    state: State,
+    stats: SinkStats,
+}
+
+impl TableSink {
+    /// A sink for `table`, holding what the table holds for `pipeline_id`.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        table: Table,
+        pipeline_id: &str,
+        props: WriterProperties,
+        target_file_size: usize,
+    ) -> Self {
+        let floor = committed_positions(&table, pipeline_id);
+        Self {
+            catalog,
+            table,
+            pipeline_id: pipeline_id.to_string(),
+            props,
+            target_file_size,
+            writer: None,
+            floor,
+            pending: BTreeMap::new(),
+            state: State::Idle,
+            stats: SinkStats::default(),
+        }
+    }
+
+    /// The table as last committed or loaded.
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// The table's identifier, for messages.
+    pub fn name(&self) -> String {
+        self.table.identifier().to_string()
+    }
+
+    /// Positions below which the table holds every record.
+    pub fn floor(&self) -> &Positions {
+        &self.floor
+    }
+
+    /// Raises the floor (e.g. the main table's commit implies the dead-letter table holds as much).
+    pub fn raise_floor(&mut self, positions: &Positions) {
+        for (s, &p) in positions {
+            let f = self.floor.entry(s.clone()).or_insert(p);
+            *f = (*f).max(p);
+            if let Some(range) = self.pending.get_mut(s) {
+                range.0 = range.0.max(p);
+                if range.0 >= range.1 {
+                    self.pending.remove(s);
+                }
+            }
+        }
+    }
+
+    /// Whether the table already holds record `(stream, offset)`.
+    pub fn holds(&self, stream: &str, offset: i64) -> bool {
+        self.floor.get(stream).is_some_and(|&f| offset < f)
+    }
+
+    /// Per record of `raw`: whether this sink takes it (the table does not hold it yet).
+    pub fn takes(&self, raw: &RawBatch) -> Vec<bool> {
+        let floors: Vec<Option<i64>> = raw.streams.iter().map(|s| self.floor.get(&**s).copied()).collect();
+        raw.stream
+            .iter()
+            .zip(&raw.offsets)
+            .map(|(&s, &o)| floors[s as usize].is_none_or(|f| o >= f))
+            .collect()
+    }
+
+    /// Rows written since the last commit.
+    pub fn pending_rows(&self) -> usize {
+        self.writer.as_ref().map_or(0, TableWriter::rows)
+    }
+
+    /// Whether anything (rows or positions) waits for a commit.
+    pub fn is_pending(&self) -> bool {
+        self.state == State::Writing
+    }
+
+    /// Counters since the sink opened.
+    pub fn stats(&self) -> SinkStats {
+        self.stats
+    }
+
+    fn check(&self) -> Result<(), SinkError> {
+        match &self.state {
+            State::Failed(reason) => Err(SinkError::Shape {
+                table: self.name(),
+                message: format!("the sink stopped after an earlier failure: {reason}"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The Arrow schema rows must have (opens the data files of the next commit).
+    pub async fn arrow_schema(&mut self) -> Result<SchemaRef, SinkError> {
+        self.check()?;
+        if self.writer.is_none() {
+            self.writer =
+                Some(TableWriter::new(&self.table, self.props.clone(), self.target_file_size).await?);
+        }
+        Ok(self.writer.as_ref().expect("writer").arrow_schema().clone())
+    }
+
+    /// Writes rows (in [`Self::arrow_schema`]) into the pending data files.
+    pub async fn write(&mut self, rows: RecordBatch) -> Result<(), SinkError> {
+        self.arrow_schema().await?;
+        self.state = State::Writing;
+        self.writer.as_mut().expect("writer").write(rows).await
+    }
+
+    /// Records that the records of `raw` this sink takes are handled (written, or left out on
+    /// purpose): the next commit covers their positions.
+    pub fn track(&mut self, raw: &RawBatch, takes: &[bool]) {
+        let mut ranges: Vec<Option<(i64, i64)>> = vec![None; raw.streams.len()];
+        for ((&stream, &offset), &take) in raw.stream.iter().zip(&raw.offsets).zip(takes) {
+            if !take {
+                continue;
+            }
+            let r = ranges[stream as usize].get_or_insert((offset, offset + 1));
+            r.0 = r.0.min(offset);
+            r.1 = r.1.max(offset + 1);
+        }
+        for (name, range) in raw.streams.iter().zip(ranges) {
+            let Some((first, next)) = range else { continue };
+            let e = self.pending.entry(name.to_string()).or_insert((first, next));
+            e.0 = e.0.min(first);
+            e.1 = e.1.max(next);
+            self.state = State::Writing;
+        }
+    }
+
+    /// Adds columns to the table (committing pending files first, which have the old schema).
+    pub async fn add_columns(
+        &mut self,
+        columns: &[(String, ColType)],
+        chain: &str,
+    ) -> Result<Option<Committed>, SinkError> {
+        let committed = self.commit(chain, true).await?;
+        self.table = table::add_columns(&self.catalog, self.table.clone(), columns).await?;
+        Ok(committed)
+    }
+
+    /// The table was changed by someone else (maintenance): take the catalog's current state.
+    pub async fn reload(&mut self) -> Result<(), SinkError> {
+        self.table = self.catalog.load(self.table.identifier()).await?;
+        Ok(())
+    }
+
+    /// Commits pending files with the positions they cover. With `positions_only`, a snapshot is
+    /// made even without files when positions moved (so a restart resumes after them); without, only
+    /// files make a snapshot (pending positions then wait for the next commit).
+    pub async fn commit(
+        &mut self,
+        chain: &str,
+        positions_only: bool,
+    ) -> Result<Option<Committed>, SinkError> {
+        self.check()?;
+        let files = match self.writer.take() {
+            Some(w) => {
+                let rows = w.rows() as u64;
+                (rows, w.close().await?)
+            }
+            None => (0, Vec::new()),
+        };
+        let (rows, files) = files;
+        if files.is_empty() && (self.pending.is_empty() || !positions_only) {
+            if self.pending.is_empty() {
+                self.state = State::Idle;
+            }
+            return Ok(None);
+        }
+        let fence = Fence {
+            pipeline_id: self.pipeline_id.clone(),
+            starts: self.pending.iter().map(|(s, (first, _))| (s.clone(), *first)).collect(),
+            positions: self.pending.iter().map(|(s, (_, next))| (s.clone(), *next)).collect(),
+        };
+        let meta = CommitMeta {
+            pipeline_id: self.pipeline_id.clone(),
+            chain: chain.to_string(),
+            properties: Default::default(),
+            fence: Some(fence.clone()),
+        };
+        let n = files.len() as u64;
+        let op = Append { files };
+        match commit::commit(&self.catalog, self.table.clone(), &op, &meta).await {
+            Ok(c) => {
+                self.table = c.table.clone();
+                self.raise_floor(&fence.positions);
+                self.pending.clear();
+                self.state = State::Idle;
+                self.stats.rows_committed += rows;
+                self.stats.commits += 1;
+                self.stats.data_files += n;
+                Ok(Some(c))
+            }
+            Err(e) => {
+                // Every commit failure stops the run: the table's positions say where to resume.
+                if !matches!(e, SinkError::CommitUnknown { .. }) {
+                    for f in &op.files {
+                        let _ = self.table.file_io().delete(f.file_path()).await;
+                    }
+                }
+                self.state = State::Failed(e.to_string());
+                Err(e)
+            }
+        }
+    }
+}

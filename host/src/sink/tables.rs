@@ -1,0 +1,381 @@
+//! The tables one pipeline writes: the main table and its dead-letter table, each a [`TableSink`],
+//! plus what ties them together — encoding, schema evolution, commit triggers, acknowledgements and
+//! background maintenance.
+//!
+//! Per flush, the dead-letter table commits first, then the main table; each commit carries its
+//! table's positions and is fenced. A main-table commit implies the dead-letter table holds every
+//! dead letter below its positions, so after a crash between the two commits the replay skips the
+//! dead letters already landed, and a restart resumes from the main table's positions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use iceberg::table::Table;
+use parquet::file::properties::WriterProperties;
+
+use super::catalog::Catalog;
+use super::commit::Positions;
+use super::dead_letter;
+use super::maintain::{self, MaintenancePolicy, MaintenanceReport};
+use super::table;
+use super::table_sink::TableSink;
+use crate::change::{ChangeBatch, DeadLetter, RawBatch};
+use crate::encode::Encoder;
+use crate::error::{PipelineError, SinkError};
+use crate::metrics::Metrics;
+use crate::schema::ColType;
+
+/// Settings of the tables' writing and commits.
+#[derive(Debug, Clone)]
+pub struct TablesConfig {
+    pub pipeline_id: String,
+    pub sort: Vec<String>,
+    pub evolve_schema: bool,
+    pub props: WriterProperties,
+    pub target_file_size: usize,
+    pub commit_rows: usize,
+    pub commit_bytes: usize,
+    pub interval: Duration,
+    pub maintenance: MaintenancePolicy,
+}
+
+/// Counters of a run, for its summary.
+#[derive(Debug, Clone, Default)]
+pub struct TablesStats {
+    pub rows_committed: u64,
+    pub commits: u64,
+    pub data_files: u64,
+    pub dead_letters: u64,
+    /// Records left out because the table already held them (a resumed input).
+    pub already_committed: u64,
+    /// Dead-letter reasons and how often they occurred.
+    pub reasons: HashMap<String, u64>,
+    pub maintenance_runs: u64,
+}
+
+/// The main and dead-letter tables of one pipeline.
+pub struct Tables {
+    catalog: Arc<Catalog>,
+    main: TableSink,
+    dead_letters: TableSink,
+    cfg: TablesConfig,
+    encoder: Encoder,
+    table_types: HashMap<String, ColType>,
+    ignored_columns: Vec<String>,
+    /// The chain that produced the pending rows.
+    chain_id: Arc<str>,
+    pending_bytes: usize,
+    /// Newest source commit time (ms) among pending events.
+    pending_ts_ms: i64,
+    last_commit: Instant,
+    metrics: Metrics,
+    /// Tells the source which positions the table now holds.
+    acknowledge: std::sync::mpsc::Sender<Positions>,
+    stats: TablesStats,
+    commits_since_maintenance: u32,
+    maintenance: Option<tokio::task::JoinHandle<Result<Vec<MaintenanceReport>, SinkError>>>,
+}
+
+impl Tables {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        main: Table,
+        dead_letters: Table,
+        cfg: TablesConfig,
+        chain_id: Arc<str>,
+        metrics: Metrics,
+        acknowledge: std::sync::mpsc::Sender<Positions>,
+    ) -> Self {
+        let table_types = table::column_types(&main);
+        let main =
+            TableSink::new(catalog.clone(), main, &cfg.pipeline_id, cfg.props.clone(), cfg.target_file_size);
+        let mut dead_letters = TableSink::new(
+            catalog.clone(),
+            dead_letters,
+            &cfg.pipeline_id,
+            cfg.props.clone(),
+            cfg.target_file_size,
+        );
+        // The main table's positions imply the dead-letter table holds as much.
+        dead_letters.raise_floor(main.floor());
+        Self {
+            catalog,
+            encoder: Encoder::new(cfg.pipeline_id.clone(), cfg.sort.clone()),
+            main,
+            dead_letters,
+            cfg,
+            table_types,
+            ignored_columns: Vec::new(),
+            chain_id,
+            pending_bytes: 0,
+            pending_ts_ms: 0,
+            last_commit: Instant::now(),
+            metrics,
+            acknowledge,
+            stats: TablesStats::default(),
+            commits_since_maintenance: 0,
+            maintenance: None,
+        }
+    }
+
+    /// The positions the main table holds (where a source resumes).
+    pub fn resume_positions(&self) -> &Positions {
+        self.main.floor()
+    }
+
+    /// The chain of the pending (or last committed) rows.
+    pub fn chain_id(&self) -> &Arc<str> {
+        &self.chain_id
+    }
+
+    /// Rows waiting for the next commit.
+    pub fn pending_rows(&self) -> usize {
+        self.main.pending_rows()
+    }
+
+    /// Counters since the tables opened.
+    pub fn stats(&self) -> TablesStats {
+        let mut s = self.stats.clone();
+        let m = self.main.stats();
+        s.rows_committed = m.rows_committed;
+        s.commits = m.commits;
+        s.data_files = m.data_files;
+        s
+    }
+
+    /// Time until the interval trigger fires.
+    pub fn until_due(&self) -> Duration {
+        self.cfg.interval.saturating_sub(self.last_commit.elapsed())
+    }
+
+    /// Whether a commit trigger has fired.
+    pub fn due(&self) -> bool {
+        self.main.is_pending()
+            && (self.main.pending_rows() >= self.cfg.commit_rows
+                || self.pending_bytes >= self.cfg.commit_bytes
+                || self.last_commit.elapsed() >= self.cfg.interval)
+    }
+
+    /// Takes one batch: rows to the main table, dead letters to the dead-letter table, both
+    /// leaving out records their table already holds.
+    pub async fn accept(
+        &mut self,
+        raw: &RawBatch,
+        mut batch: ChangeBatch,
+        mut dead: Vec<DeadLetter>,
+        chain_id: Arc<str>,
+    ) -> Result<(), PipelineError> {
+        if chain_id != self.chain_id {
+            // Every commit holds rows of one chain: its snapshot summary names it.
+            self.flush().await?;
+            tracing::info!(from = %self.chain_id, to = %chain_id, "transform chain changed");
+            self.chain_id = chain_id;
+        }
+        let takes = self.main.takes(raw);
+        let held = takes.iter().filter(|t| !**t).count();
+        if held > 0 {
+            self.stats.already_committed += held as u64;
+            let keep: Vec<bool> = batch.origins.iter().map(|&o| takes[o as usize]).collect();
+            batch
+                .retain(&keep)
+                .map_err(|e| PipelineError::Internal(format!("skipping held records: {e}")))?;
+        }
+        if !batch.is_empty() {
+            self.evolve(&batch).await?;
+            let schema = self.main.arrow_schema().await?;
+            match self.encoder.encode(&batch, &schema, now_micros()) {
+                Ok(rows) => self.main.write(rows).await?,
+                Err(reason) => {
+                    tracing::error!(events = batch.len(), error = %reason, "batch does not fit the table; sent to the dead-letter table");
+                    dead.extend(batch.origins.iter().map(|&origin| DeadLetter {
+                        origin,
+                        stage: "encode",
+                        plugin: None,
+                        reason: reason.clone(),
+                    }));
+                }
+            }
+            let newest = batch.sources.iter().map(|s| s.ts_ms).max().unwrap_or(0);
+            self.pending_ts_ms = self.pending_ts_ms.max(newest);
+        }
+        self.main.track(raw, &takes);
+        self.metrics.pending_rows.set(self.main.pending_rows() as i64);
+
+        let dlq_takes = self.dead_letters.takes(raw);
+        dead.retain(|d| dlq_takes[d.origin as usize]);
+        if !dead.is_empty() {
+            let schema = self.dead_letters.arrow_schema().await?;
+            let rows = dead_letter::to_batch(&schema, &dead, raw, &self.cfg.pipeline_id, now_micros())?;
+            self.dead_letters.write(rows).await?;
+            for d in &dead {
+                self.metrics.dead_letters.with_label_values(&[d.stage]).inc();
+                *self.stats.reasons.entry(reason_class(&d.reason)).or_insert(0) += 1;
+            }
+            self.stats.dead_letters += dead.len() as u64;
+        }
+        self.dead_letters.track(raw, &dlq_takes);
+        self.pending_bytes += raw.buf.len();
+        Ok(())
+    }
+
+    /// Adds the columns `batch` brings to the table (or warns once that they are not stored).
+    async fn evolve(&mut self, batch: &ChangeBatch) -> Result<(), PipelineError> {
+        let new = Encoder::new_columns(batch, &self.table_types);
+        if new.is_empty() {
+            return Ok(());
+        }
+        if self.cfg.evolve_schema {
+            // Data files of the old schema are committed before the schema changes.
+            self.flush().await?;
+            self.main.add_columns(&new, &self.chain_id).await?;
+            self.table_types = table::column_types(self.main.table());
+        } else {
+            for (n, _) in new {
+                if !self.ignored_columns.contains(&n) {
+                    tracing::warn!(column = %n, "column not in the table and table.evolve_schema = false: not stored");
+                    self.ignored_columns.push(n);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits what is pending: dead letters first, then the main table with the positions it
+    /// reaches (a positions-only snapshot when no row survived). Then acknowledges the positions.
+    pub async fn flush(&mut self) -> Result<(), PipelineError> {
+        self.finish_maintenance().await?;
+        self.last_commit = Instant::now();
+        if !self.main.is_pending() {
+            return Ok(());
+        }
+        let chain = self.chain_id.to_string();
+        let rows = self.main.pending_rows() as u64;
+        let before = self.main.stats();
+        self.dead_letters.commit(&chain, false).await?;
+        let Some(committed) = self.main.commit(&chain, true).await? else { return Ok(()) };
+        let after = self.main.stats();
+        let files = after.data_files - before.data_files;
+        self.dead_letters.raise_floor(&committed.positions);
+        self.metrics.rows_written.inc_by(rows);
+        self.metrics.commits.inc();
+        self.metrics.data_files.inc_by(files);
+        self.metrics.pending_rows.set(0);
+        if self.pending_ts_ms > 0 {
+            let lag = (chrono::Utc::now().timestamp_millis() - self.pending_ts_ms) as f64 / 1000.0;
+            self.metrics.pipeline_lag_seconds.set(lag);
+            tracing::info!(
+                rows,
+                files,
+                pipeline_lag_seconds = lag,
+                attempts = committed.attempts,
+                "committed"
+            );
+        } else {
+            tracing::info!(rows, files, attempts = committed.attempts, "committed");
+        }
+        self.pending_bytes = 0;
+        self.pending_ts_ms = 0;
+        // Only now may the source acknowledge these positions (e.g. commit Kafka offsets).
+        let _ = self.acknowledge.send(committed.positions);
+        self.commits_since_maintenance += 1;
+        self.maybe_start_maintenance();
+        Ok(())
+    }
+
+    /// Starts background maintenance when the policy says it is due. It runs while the pipeline
+    /// keeps writing files; the next commit waits for it, so it never races this host's commits.
+    fn maybe_start_maintenance(&mut self) {
+        let policy = &self.cfg.maintenance;
+        if !policy.enabled
+            || self.maintenance.is_some()
+            || self.commits_since_maintenance < policy.every_commits
+        {
+            return;
+        }
+        self.commits_since_maintenance = 0;
+        let catalog = self.catalog.clone();
+        let tables = [self.main.table().clone(), self.dead_letters.table().clone()];
+        let policy = policy.clone();
+        self.maintenance = Some(tokio::spawn(async move {
+            let mut reports = Vec::new();
+            for t in tables {
+                reports.push(maintain::run(&catalog, t, &policy).await?);
+            }
+            Ok(reports)
+        }));
+    }
+
+    /// Waits for background maintenance, then takes the tables as it left them.
+    async fn finish_maintenance(&mut self) -> Result<(), PipelineError> {
+        let Some(task) = self.maintenance.take() else { return Ok(()) };
+        match task.await {
+            Ok(Ok(reports)) => {
+                self.stats.maintenance_runs += 1;
+                for r in reports.iter().filter(|r| !r.is_empty()) {
+                    tracing::info!(report = %r, "maintenance");
+                }
+            }
+            // Maintenance failing leaves the table as it was: log it, keep streaming.
+            Ok(Err(e)) => tracing::warn!(error = %e, "background maintenance failed; it runs again later"),
+            Err(e) => tracing::warn!(error = %e, "background maintenance task ended abnormally"),
+        }
+        self.main.reload().await?;
+        self.dead_letters.reload().await?;
+        Ok(())
+    }
+
+    /// Finishes background work (at the end of a run).
+    pub async fn close(&mut self) -> Result<(), PipelineError> {
+        self.finish_maintenance().await
+    }
+}
+
+/// A dead-letter reason without its record-specific details (values in backquotes, numbers), to
+/// count the most frequent kinds.
+fn reason_class(reason: &str) -> String {
+    let mut out = String::with_capacity(reason.len().min(160));
+    let mut in_quote = false;
+    for c in reason.chars() {
+        match c {
+            '`' => {
+                if !in_quote {
+                    out.push_str("`…`");
+                }
+                in_quote = !in_quote;
+            }
+            _ if in_quote => {}
+            _ => out.push(c),
+        }
+        if out.len() >= 160 {
+            break;
+        }
+    }
+    out
+}
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// The most frequent dead-letter reasons, most frequent first.
+pub fn top_reasons(reasons: &HashMap<String, u64>, n: usize) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = reasons.iter().map(|(r, c)| (r.clone(), *c)).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(n);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_classes_drop_values() {
+        assert_eq!(reason_class("`abc` is not a base64 decimal"), "`…` is not a base64 decimal");
+        let mut r = HashMap::new();
+        r.insert("a".to_string(), 2);
+        r.insert("b".to_string(), 5);
+        assert_eq!(top_reasons(&r, 1), vec![("b".to_string(), 5)]);
+    }
+}
