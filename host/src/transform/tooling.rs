@@ -706,7 +706,11 @@ impl PluginCommand {
                             .ok_or_else(|| anyhow::anyhow!("--config-value `{kv}`: expected KEY=VALUE"))
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                let report = test_plugin(cfg, plugin, pairs, input, expect.as_deref())?;
+                // Plugins run off the async runtime, as in the pipeline (WASI calls block).
+                let report = std::thread::scope(|s| {
+                    s.spawn(|| test_plugin(cfg, plugin, pairs, input, expect.as_deref())).join()
+                })
+                .map_err(|_| anyhow::anyhow!("plugin test panicked"))??;
                 if expect.is_none() {
                     for e in &report.events {
                         println!("{e}");
