@@ -255,6 +255,38 @@ async fn rest_swap_is_a_compare_and_swap() {
     assert_eq!(cas.current_location(&ident).await.unwrap(), None);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_swaps_racing_on_one_base_have_one_winner() {
+    let uri = rest_uri();
+    let dir = tempfile::tempdir().unwrap();
+    let (catalog, cas) =
+        rest::open(&uri, &std::fs::canonicalize(dir.path()).unwrap(), "iceberg").await.unwrap();
+    let cas = Arc::new(cas);
+    let mut base = new_table(catalog.as_ref(), "cas_race").await;
+    for round in 0..3i64 {
+        let mut racers = Vec::new();
+        for i in 0..8i64 {
+            let updates = empty_append(&base, 4000 + round * 100 + i).await;
+            let (cas, base) = (cas.clone(), base.clone());
+            racers.push(tokio::spawn(async move { cas.swap(&base, updates).await.unwrap() }));
+        }
+        let mut winners = Vec::new();
+        for racer in racers {
+            match racer.await.unwrap() {
+                SwapOutcome::Committed(t) => winners.push(t),
+                SwapOutcome::Conflict(_) => {}
+                other => panic!("round {round}: a racer got {other:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: exactly one of 8 racing commits lands");
+        let now = catalog.load_table(base.identifier()).await.unwrap();
+        assert_eq!(now.metadata().current_snapshot_id(), winners[0].metadata().current_snapshot_id());
+        assert_eq!(now.metadata().snapshots().count() as i64, round + 1, "losers left no snapshot");
+        base = now;
+    }
+    drop_table(catalog.as_ref(), &base).await;
+}
+
 /// What the proxy does with the next commit request (`POST .../tables/<t>`); everything else is
 /// passed through.
 const PASS: u8 = 0;
