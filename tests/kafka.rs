@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::util::Timeout;
 use serde_json::Value;
 
 const TABLE: &str = "analytics.customers_analytics";
@@ -99,12 +100,16 @@ fn kafka_config_with(dir: &Path, commit_rows: usize, extra: &[(&str, &str)]) -> 
 struct Host {
     child: Child,
     log: PathBuf,
+    /// Its standard output: the JSON summary once it has ended.
+    out: PathBuf,
 }
 
 impl Host {
     fn start(dir: &Path, name: &str, cfg: &Path, wh: &Path, topic: &str, group: &str, mode: &str) -> Host {
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let out = dir.join(format!("{name}.out"));
+        let stdout = std::fs::File::create(&out).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_cdc-host"))
             .args([
                 "--config",
@@ -126,11 +131,18 @@ impl Host {
             .env("XDG_CACHE_HOME", repo().join("target/test-cache"))
             .env("CDC_HOST_LOG", "info,librdkafka=warn")
             .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(file)
             .spawn()
             .expect("start cdc-host");
-        Host { child, log }
+        Host { child, log, out }
+    }
+
+    /// The JSON summary it printed when it ended.
+    fn summary(&self) -> Value {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("no JSON summary ({e}): {text}\n{}", self.log_text()))
     }
 
     fn kill(&mut self) {
@@ -526,4 +538,125 @@ fn two_hosts_in_one_group_split_partitions_exactly_once() {
         let _ = Command::new("cp").args(["-r", dir.path().to_str().unwrap(), "/tmp/kept-two-hosts"]).status();
     }
     assert_exactly_once(&wh, 0..N, &[&a, &b]);
+}
+
+/// Waits until the host's log says its partitions are assigned.
+fn wait_assigned(host: &Host) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !host.log_text().contains("partitions assigned") {
+        assert!(Instant::now() < deadline, "no partitions assigned within 60 s:\n{}", host.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Rows of the table whose email starts with `tag` (none while the table does not exist).
+fn tagged_rows(wh: &Path, tag: &str) -> Vec<serde_json::Map<String, Value>> {
+    let Ok(t) = try_read_table(wh, TABLE) else { return Vec::new() };
+    rows(&t)
+        .into_iter()
+        .filter(|r| r["email"].as_str().is_some_and(|e| e.starts_with(tag)))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn postgres_delete_with_its_tombstone_leaves_no_dead_letter() {
+    let _stack = stack();
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let cfg =
+        kafka_config_with(dir.path(), 100_000, &[("auto_offset_reset", "auto_offset_reset = \"latest\"")]);
+    let tag = unique("tomb");
+    let mut host = Host::start(
+        dir.path(),
+        "host",
+        &cfg,
+        &wh,
+        "postgres.public.customers",
+        &unique("group"),
+        "streaming",
+    );
+    wait_assigned(&host);
+
+    let id: i64 = psql(&format!(
+        "INSERT INTO customers (email, first_name, last_name, country, lifetime_value, registration_date)
+         VALUES ('{tag}-a@example.com', 'Tom', 'Stone', 'NO', 5.00, '2024-04-01') RETURNING customer_id"
+    ))
+    .lines()
+    .find_map(|l| l.trim().parse().ok())
+    .expect("the new customer_id");
+    // Debezium writes the delete, then a tombstone (null value) with the same key.
+    psql(&format!("DELETE FROM customers WHERE customer_id = {id}"));
+    // The same key again: same partition, after the tombstone; once it is in the table, so is
+    // everything before it.
+    psql(&format!(
+        "INSERT INTO customers (customer_id, email, first_name, last_name, country, lifetime_value, registration_date)
+         VALUES ({id}, '{tag}-b@example.com', 'Tom', 'Again', 'NO', 6.00, '2024-04-02')"
+    ));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !tagged_rows(&wh, &tag).iter().any(|r| r["email"] == format!("{tag}-b@example.com")) {
+        assert!(Instant::now() < deadline, "the re-insert did not arrive in 120 s:\n{}", host.log_text());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let status = host.stop();
+    assert!(status.success(), "{status}\n{}", host.log_text());
+    psql(&format!("DELETE FROM customers WHERE customer_id = {id}"));
+
+    let mine = tagged_rows(&wh, &tag);
+    let mut seen: Vec<(&str, &str)> =
+        mine.iter().map(|r| (r["email"].as_str().unwrap(), r["_cdc_operation"].as_str().unwrap())).collect();
+    seen.sort();
+    let (a, b) = (format!("{tag}-a@example.com"), format!("{tag}-b@example.com"));
+    assert_eq!(seen, vec![(a.as_str(), "INSERT"), (b.as_str(), "INSERT")], "the delete is dropped");
+    let summary = host.summary();
+    assert!(summary["tombstones"].as_u64().unwrap() >= 1, "the tombstone is counted: {summary}");
+    // Other writers may share the topic; none of what was read may be a decode dead letter.
+    if let Ok(dlq) = try_read_table(&wh, "analytics.customers_analytics_dlq") {
+        let decode: Vec<_> = rows(&dlq).into_iter().filter(|d| d["stage"] == "decode").collect();
+        assert!(decode.is_empty(), "decode dead letters: {decode:#?}");
+    }
+}
+
+#[test]
+fn batch_mode_ends_after_transaction_markers() {
+    let _stack = stack();
+    const COMMITTED: i64 = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let cfg = kafka_config(dir.path(), 100_000);
+    let topic = unique("txn");
+    create_topic(&topic, 2);
+    // A transactional producer: every transaction ends in a commit or abort marker that takes an
+    // offset but is never delivered to a consumer; the last one ends each partition.
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("transactional.id", unique("txn-producer"))
+        .create()
+        .expect("transactional producer");
+    let timeout = Timeout::After(Duration::from_secs(30));
+    producer.init_transactions(timeout).expect("init transactions");
+    let send = |ids: std::ops::Range<i64>| {
+        producer.begin_transaction().expect("begin");
+        for id in ids {
+            let (payload, key) = (event(id, "c"), format!("{{\"customer_id\":{id}}}"));
+            while producer.send(BaseRecord::to(&topic).key(&key).payload(&payload)).is_err() {
+                producer.poll(Duration::from_millis(50));
+            }
+        }
+    };
+    send(0..COMMITTED / 2);
+    producer.commit_transaction(timeout).expect("commit");
+    send(COMMITTED / 2..COMMITTED);
+    producer.commit_transaction(timeout).expect("commit");
+    send(COMMITTED..COMMITTED + 100);
+    producer.flush(timeout).expect("aborted records written");
+    producer.abort_transaction(timeout).expect("abort");
+
+    let mut host = Host::start(dir.path(), "batch", &cfg, &wh, &topic, &unique("group"), "batch");
+    let status = host.wait(Duration::from_secs(120));
+    assert!(status.success(), "{status}\n{}", host.log_text());
+    let summary = host.summary();
+    assert_eq!(summary["records"], COMMITTED, "the aborted transaction is not read: {summary}");
+    assert_eq!(summary["dead_letters"], 0, "{summary}");
+    assert_exactly_once(&wh, 0..COMMITTED, &[&host]);
 }

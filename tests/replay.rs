@@ -24,18 +24,48 @@ fn stable(row: &serde_json::Map<String, Value>) -> String {
     serde_json::to_string(&r).unwrap()
 }
 
-fn replay(setting: &str) -> (Value, Value, Value) {
-    let dir = tempfile::tempdir().unwrap();
-    let input = all_scenarios(setting, dir.path());
-    let wh = dir.path().join("warehouse");
-    let summary = run_shipped(dir.path(), &input, &wh);
+fn replay(dir: &std::path::Path, input: &std::path::Path) -> (Value, Value, Value) {
+    let wh = dir.join("warehouse");
+    let summary = run_shipped(dir, input, &wh);
     let table = read_table(&wh, TABLE);
     let dlq = read_table(&wh, DLQ);
     (summary, table, dlq)
 }
 
 fn check_replay(setting: &str) -> BTreeSet<String> {
-    let (summary, table, dlq) = replay(setting);
+    let dir = tempfile::tempdir().unwrap();
+    let input = all_scenarios(setting, dir.path());
+    check_replay_of(dir.path(), &input)
+}
+
+/// Every scenario of `schemas_true__decimal_string` with the embedded schemas removed, in
+/// `dir/events.ndjson`: what Debezium writes with `schemas.enable=false` and
+/// `decimal.handling.mode=string` (JsonConverter then writes only the payload).
+fn schemaless_string_decimals(dir: &std::path::Path) -> std::path::PathBuf {
+    let with_schemas = all_scenarios("schemas_true__decimal_string", dir);
+    let strip = |v: &Value| match v.get("payload") {
+        Some(p) if v.get("schema").is_some() => p.clone(),
+        _ => v.clone(),
+    };
+    let text: String = std::fs::read_to_string(&with_schemas)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let line = serde_json::json!({"topic": v["topic"], "key": strip(&v["key"]), "value": strip(&v["value"])});
+            line.to_string() + "\n"
+        })
+        .collect();
+    assert!(!text.contains("\"schema\":{"), "schemas left in the stream");
+    assert!(text.contains(r#""lifetime_value":"1234.56""#), "decimals are text");
+    std::fs::write(&with_schemas, text).unwrap();
+    with_schemas
+}
+
+/// Replays `input` (every scenario, 24 records) through the shipped configuration and checks the
+/// table, the dead letters and the summary; returns the rows without the run-dependent columns.
+fn check_replay_of(dir: &std::path::Path, input: &std::path::Path) -> BTreeSet<String> {
+    let (summary, table, dlq) = replay(dir, input);
     let rows = rows(&table);
 
     // Counts: 20 change events; 3 deletes dropped; customer 5 has a negative lifetime_value twice.
@@ -46,6 +76,7 @@ fn check_replay(setting: &str) -> BTreeSet<String> {
     assert_eq!(summary["dropped"], 3);
     assert_eq!(summary["rejected"], 2);
     assert_eq!(summary["toast_placeholders"], 1);
+    assert_eq!(summary["dead_letters"], 2, "only business-rules' two rejections: {summary}");
     assert_eq!(summary["rows_committed"], 15);
     assert_eq!(table["num_rows"], 15);
 
@@ -181,6 +212,20 @@ fn replay_schemas_true_decimal_precise() {
 #[test]
 fn replay_schemas_true_decimal_string() {
     check_replay("schemas_true__decimal_string");
+}
+
+/// `schemas.enable=false` with `decimal.handling.mode=string`: the shipped configuration
+/// (`decimal_handling = "precise"`) recognises the text decimals by themselves.
+#[test]
+fn replay_schemas_false_decimal_string_with_the_shipped_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = schemaless_string_decimals(dir.path());
+    let shipped = std::fs::read_to_string(repo().join("config/cdc-host.toml")).unwrap();
+    assert!(shipped.contains("decimal_handling = \"precise\""), "the shipped setting is precise");
+    // check_replay_of asserts the decimal values and that the only dead letters are the two events
+    // business-rules rejects (none from decode).
+    let rows = check_replay_of(dir.path(), &input);
+    assert_eq!(rows.len(), 15);
 }
 
 #[test]

@@ -28,13 +28,20 @@ use crate::schema::{ColType, MAX_DECIMAL_PRECISION, UTC};
 /// Debezium's stand-in for a TOASTed value it did not receive.
 pub const TOAST_PLACEHOLDER: &str = "__debezium_unavailable_value";
 
+/// Debezium's `op` of a logical decoding message (`pg_logical_emit_message`); it changes no row.
+pub const MESSAGE_OP: &str = "m";
+
 /// Counts of what one decode pass saw.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeStats {
     pub records: u64,
     pub events: u64,
+    /// Records without a value (Kafka null values, `null` lines, envelopes without a payload): the
+    /// log-compaction markers Debezium writes after a delete.
     pub tombstones: u64,
     pub truncates: u64,
+    /// Logical decoding messages (`op = "m"`, from `pg_logical_emit_message`): not row changes, skipped.
+    pub messages: u64,
     pub blank_lines: u64,
     pub dead_letters: u64,
     /// TOAST placeholders written as null.
@@ -48,6 +55,7 @@ impl DecodeStats {
         self.events += o.events;
         self.tombstones += o.tombstones;
         self.truncates += o.truncates;
+        self.messages += o.messages;
         self.blank_lines += o.blank_lines;
         self.dead_letters += o.dead_letters;
         self.toast_placeholders += o.toast_placeholders;
@@ -62,7 +70,7 @@ pub struct Decoded {
     pub stats: DecodeStats,
 }
 
-/// How a value is carried on the wire, from the Connect schema.
+/// How a value is carried on the wire, from the Connect schema (its logical type name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Encoding {
     Plain,
@@ -70,9 +78,33 @@ enum Encoding {
     Base64Decimal,
     /// A string in the schema (e.g. `decimal.handling.mode=string`).
     Text,
+    /// Days since 1970-01-01 (`io.debezium.time.Date`).
+    Days,
+    /// Milliseconds since the epoch (`io.debezium.time.Timestamp`).
     Millis,
+    /// Microseconds since the epoch (`io.debezium.time.MicroTimestamp`).
     Micros,
+    /// Nanoseconds since the epoch (`io.debezium.time.NanoTimestamp`).
     Nanos,
+    /// Milliseconds since midnight (`io.debezium.time.Time`).
+    TimeMillis,
+    /// Microseconds since midnight (`io.debezium.time.MicroTime`).
+    TimeMicros,
+    /// Nanoseconds since midnight (`io.debezium.time.NanoTime`).
+    TimeNanos,
+}
+
+impl Encoding {
+    /// Whether the value is a time of day.
+    fn is_time_of_day(self) -> bool {
+        matches!(self, Encoding::TimeMillis | Encoding::TimeMicros | Encoding::TimeNanos)
+    }
+
+    /// Whether the value is an integer date, timestamp or time of day.
+    fn is_temporal(self) -> bool {
+        matches!(self, Encoding::Days | Encoding::Millis | Encoding::Micros | Encoding::Nanos)
+            || self.is_time_of_day()
+    }
 }
 
 /// What the Connect schema says about one field.
@@ -107,6 +139,9 @@ struct ConnectSchema {
 impl ConnectSchema {
     fn hint(&self) -> FieldHint {
         let plain = |ty| FieldHint { ty, encoding: Encoding::Plain, scale: 0 };
+        if let Some((ty, encoding)) = self.name.as_deref().and_then(temporal) {
+            return FieldHint { ty, encoding, scale: 0 };
+        }
         match self.name.as_deref() {
             Some("org.apache.kafka.connect.data.Decimal") => {
                 let scale = self.parameters.get("scale").and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -122,19 +157,6 @@ impl ConnectSchema {
                     scale,
                 }
             }
-            Some("io.debezium.time.Date") | Some("org.apache.kafka.connect.data.Date") => {
-                plain(ColType::Date)
-            }
-            Some("io.debezium.time.Timestamp") | Some("org.apache.kafka.connect.data.Timestamp") => {
-                FieldHint { ty: ColType::Timestamp, encoding: Encoding::Millis, scale: 0 }
-            }
-            Some("io.debezium.time.MicroTimestamp") => {
-                FieldHint { ty: ColType::Timestamp, encoding: Encoding::Micros, scale: 0 }
-            }
-            Some("io.debezium.time.NanoTimestamp") => {
-                FieldHint { ty: ColType::Timestamp, encoding: Encoding::Nanos, scale: 0 }
-            }
-            Some("io.debezium.time.ZonedTimestamp") => plain(ColType::TimestampTz),
             Some("io.debezium.data.Json") => plain(ColType::Json),
             _ => match self.ty.as_str() {
                 "boolean" => plain(ColType::Boolean),
@@ -147,6 +169,30 @@ impl ConnectSchema {
             },
         }
     }
+}
+
+/// The column type and wire encoding of a Connect/Debezium temporal logical type, by schema name.
+///
+/// Times of day become `long` microseconds since midnight (Iceberg's `time` unit) whatever precision
+/// Debezium sends, so a column keeps one meaning across `time.precision.mode` settings.
+fn temporal(name: &str) -> Option<(ColType, Encoding)> {
+    Some(match name {
+        "io.debezium.time.Date" | "org.apache.kafka.connect.data.Date" => (ColType::Date, Encoding::Days),
+        "io.debezium.time.Timestamp" | "org.apache.kafka.connect.data.Timestamp" => {
+            (ColType::Timestamp, Encoding::Millis)
+        }
+        "io.debezium.time.MicroTimestamp" => (ColType::Timestamp, Encoding::Micros),
+        "io.debezium.time.NanoTimestamp" => (ColType::Timestamp, Encoding::Nanos),
+        "io.debezium.time.ZonedTimestamp" => (ColType::TimestampTz, Encoding::Plain),
+        "io.debezium.time.IsoDate" => (ColType::Date, Encoding::Plain),
+        "io.debezium.time.IsoTimestamp" => (ColType::Timestamp, Encoding::Plain),
+        "io.debezium.time.Time" | "org.apache.kafka.connect.data.Time" => {
+            (ColType::Int64, Encoding::TimeMillis)
+        }
+        "io.debezium.time.MicroTime" => (ColType::Int64, Encoding::TimeMicros),
+        "io.debezium.time.NanoTime" => (ColType::Int64, Encoding::TimeNanos),
+        _ => return None,
+    })
 }
 
 /// The value envelope: with a schema (`schema` + `payload`) or bare (`before`, `after`, ...).
@@ -249,6 +295,12 @@ impl Decoder {
                 stats.blank_lines += 1;
                 continue;
             }
+            if text == "null" {
+                // A Kafka record with a null value (the Kafka source hands it over as `null`), or a
+                // `null` line: Debezium's tombstone after a delete.
+                stats.tombstones += 1;
+                continue;
+            }
             match self.decode_one(text, i as u32, &mut b, &mut entries, &mut stats) {
                 Ok(()) => {}
                 Err(reason) => {
@@ -302,7 +354,12 @@ impl Decoder {
         };
         let op_text =
             body.op.as_deref().ok_or("the record has no `op` field (not a Debezium change event)")?;
-        let op = Op::from_debezium(op_text).ok_or_else(|| format!("unknown Debezium op `{op_text}`"))?;
+        if op_text == MESSAGE_OP {
+            stats.messages += 1;
+            return Ok(());
+        }
+        let op = Op::from_debezium(op_text)
+            .ok_or_else(|| format!("unknown Debezium op `{op_text}` (expected c, u, d, r, t or m)"))?;
         if op == Op::Truncate {
             stats.truncates += 1;
             return Ok(());
@@ -546,7 +603,11 @@ impl Builder {
                 b.append_value(n.parse::<i32>().map_err(|_| format!("{n} is not a 32-bit integer"))?)
             }
             (Builder::Int64(b), Json::Num(n)) => {
-                b.append_value(n.parse::<i64>().map_err(|_| format!("{n} is not a 64-bit integer"))?)
+                let x = n.parse::<i64>().map_err(|_| format!("{n} is not a 64-bit integer"))?;
+                b.append_value(match encoding {
+                    Some(e) if e.is_time_of_day() => time_of_day_micros(x, e)?,
+                    _ => x,
+                })
             }
             (Builder::Int64(b), Json::Str(s)) => {
                 b.append_value(s.parse::<i64>().map_err(|_| format!("`{s}` is not a 64-bit integer"))?)
@@ -558,7 +619,11 @@ impl Builder {
                 b.append_value(s.parse::<f64>().map_err(|_| format!("`{s}` is not a number"))?)
             }
             (Builder::Text(b), Json::Str(s)) => b.append_value(&*s),
-            (Builder::Text(b), Json::Num(n) | Json::Nested(n)) => b.append_value(n),
+            (Builder::Text(b), Json::Num(n)) => match encoding {
+                Some(e) if e.is_temporal() => b.append_value(temporal_text(n, e)?),
+                _ => b.append_value(n),
+            },
+            (Builder::Text(b), Json::Nested(n)) => b.append_value(n),
             (Builder::Text(b), Json::Bool(x)) => b.append_value(if x { "true" } else { "false" }),
             (Builder::Bytes(b), Json::Str(s)) => b.append_value(
                 base64::engine::general_purpose::STANDARD
@@ -572,16 +637,22 @@ impl Builder {
                 b.append_value(decimal_value(v, precision, scale, hint, decimal)?)
             }
             (Builder::Date(b), Json::Num(n)) => {
-                b.append_value(n.parse::<i32>().map_err(|_| format!("{n} is not a day number"))?)
+                let x: i64 = n.parse().map_err(|_| format!("{n} is not a day number"))?;
+                let days = match encoding {
+                    Some(Encoding::Millis) => x.div_euclid(MICROS_PER_DAY / 1000),
+                    Some(Encoding::Micros) => x.div_euclid(MICROS_PER_DAY),
+                    Some(Encoding::Nanos) => x.div_euclid(MICROS_PER_DAY * 1000),
+                    Some(e) if e.is_time_of_day() => {
+                        return Err(format!("{n} is a time of day, not a date"));
+                    }
+                    _ => x,
+                };
+                b.append_value(i32::try_from(days).map_err(|_| format!("{n} is not a day number"))?)
             }
             (Builder::Date(b), Json::Str(s)) => b.append_value(parse_date(&s)?),
             (Builder::Timestamp(b), Json::Num(n)) => {
                 let x: i64 = n.parse().map_err(|_| format!("{n} is not an integer timestamp"))?;
-                b.append_value(match encoding {
-                    Some(Encoding::Millis) => x.saturating_mul(1000),
-                    Some(Encoding::Nanos) => x / 1000,
-                    _ => x,
-                })
+                b.append_value(epoch_micros(x, encoding)?)
             }
             (Builder::Timestamp(b), Json::Str(s)) => b.append_value(parse_timestamp_micros(&s)?),
             (_, other) => {
@@ -609,31 +680,32 @@ fn decimal_value(
     let (unscaled, from_scale) = match v {
         Json::Num(n) => parse_decimal_text(n)?,
         Json::Str(s) => {
-            let base64 = match hint.map(|h| h.encoding) {
-                Some(Encoding::Base64Decimal) => true,
-                Some(_) => false,
-                None => handling == DecimalHandling::Precise,
+            let wire = match hint.map(|h| h.encoding) {
+                Some(Encoding::Base64Decimal) => DecimalWire::Base64,
+                Some(_) => DecimalWire::Text,
+                None => schemaless_decimal_wire(&s, handling),
             };
-            if base64 {
-                let bytes = base64::engine::general_purpose::STANDARD.decode(&*s).map_err(|_| {
-                    format!("`{s}` is not a base64 decimal; if Debezium sends decimals as text, set decode.decimal_handling = \"string\"")
-                })?;
-                if bytes.is_empty() || bytes.len() > 16 {
-                    return Err(format!("`{s}` decodes to {} bytes, not a decimal", bytes.len()));
+            match wire {
+                DecimalWire::Base64 => {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(&*s)
+                        .map_err(|e| format!("`{s}` is not a base64 decimal: {e}"))?;
+                    if bytes.is_empty() || bytes.len() > 16 {
+                        return Err(format!("`{s}` decodes to {} bytes, not a decimal", bytes.len()));
+                    }
+                    let mut x: i128 = if bytes[0] & 0x80 != 0 { -1 } else { 0 };
+                    for byte in bytes {
+                        x = (x << 8) | byte as i128;
+                    }
+                    (x, hint.map_or(scale, |h| h.scale))
                 }
-                let mut x: i128 = if bytes[0] & 0x80 != 0 { -1 } else { 0 };
-                for byte in bytes {
-                    x = (x << 8) | byte as i128;
-                }
-                (x, hint.map_or(scale, |h| h.scale))
-            } else {
-                parse_decimal_text(&s).map_err(|e| {
+                DecimalWire::Text => parse_decimal_text(&s).map_err(|e| {
                     if hint.is_none() {
-                        format!("{e}; if Debezium sends decimals as base64, set decode.decimal_handling = \"precise\"")
+                        format!("{e}, nor a base64 decimal (Debezium's decimal.handling.mode `precise` or `string`)")
                     } else {
                         e
                     }
-                })?
+                })?,
             }
         }
         _ => return Err("decimal column expects a string or a number".into()),
@@ -643,6 +715,48 @@ fn decimal_value(
         return Err(format!("{} does not fit decimal({precision},{scale})", format_decimal(value, scale)));
     }
     Ok(value)
+}
+
+/// How a decimal string is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DecimalWire {
+    /// Debezium's `decimal.handling.mode=precise` without a schema: base64 unscaled bytes.
+    Base64,
+    /// `decimal.handling.mode=string`: the number as text (`1234.56`).
+    Text,
+}
+
+/// Tells a schemaless decimal string's encoding from the string itself wherever only one reading is
+/// possible, so the shipped configuration reads every converter setting:
+///
+/// - Base64 (padded, as Kafka's JsonConverter writes it) has a length that is a multiple of 4 and
+///   no `.` or `-`: `1234.56`, `-5`, `0.01` or `12345` can only be text.
+/// - Text is digits with an optional sign and point: `AeJA`, `/w==` or `BNI=` can only be base64.
+/// - A string that reads both ways (digits only, length a multiple of 4, e.g. `1234`) is decided
+///   by `decode.decimal_handling`. Debezium's string mode writes the column's scale, so for a
+///   column with scale > 0 it always writes a point and such a string comes from precise mode —
+///   which is what the default setting reads; `string` is needed only for scale-0 (or
+///   unconstrained `numeric`) sources sent as text.
+fn schemaless_decimal_wire(s: &str, handling: DecimalHandling) -> DecimalWire {
+    match (is_padded_base64(s), parse_decimal_text(s).is_ok()) {
+        (true, false) => DecimalWire::Base64,
+        (false, _) => DecimalWire::Text,
+        (true, true) => match handling {
+            DecimalHandling::String => DecimalWire::Text,
+            DecimalHandling::Precise => DecimalWire::Base64,
+        },
+    }
+}
+
+/// Whether `s` is padded standard base64 (the alphabet `A-Z a-z 0-9 + /`, `=` padding only at the
+/// end, length a multiple of 4).
+fn is_padded_base64(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.is_empty() || !b.len().is_multiple_of(4) {
+        return false;
+    }
+    let body = s.trim_end_matches('=');
+    b.len() - body.len() <= 2 && body.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
 }
 
 fn rescale(x: i128, from: u8, to: u8) -> Result<i128, String> {
@@ -719,6 +833,68 @@ fn parse_timestamp_micros(s: &str) -> Result<i64, String> {
         }
     }
     Err(format!("`{s}` is not an ISO-8601 timestamp"))
+}
+
+/// Microseconds in a day.
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// Microseconds since the epoch of an integer whose unit the schema names (no name: microseconds).
+fn epoch_micros(x: i64, encoding: Option<Encoding>) -> Result<i64, String> {
+    let out_of_range = || format!("{x} is out of the timestamp range");
+    match encoding {
+        Some(Encoding::Days) => x.checked_mul(MICROS_PER_DAY).ok_or_else(out_of_range),
+        Some(Encoding::Millis) => x.checked_mul(1000).ok_or_else(out_of_range),
+        Some(Encoding::Nanos) => Ok(x.div_euclid(1000)),
+        Some(e) if e.is_time_of_day() => Err(format!("{x} is a time of day, not a timestamp")),
+        _ => Ok(x),
+    }
+}
+
+/// Microseconds since midnight of a time of day in the unit the schema names. PostgreSQL's
+/// `24:00:00` is allowed.
+fn time_of_day_micros(x: i64, encoding: Encoding) -> Result<i64, String> {
+    let micros = match encoding {
+        Encoding::TimeMillis => x.checked_mul(1000),
+        Encoding::TimeNanos => Some(x.div_euclid(1000)),
+        _ => Some(x),
+    };
+    micros.filter(|m| (0..=MICROS_PER_DAY).contains(m)).ok_or_else(|| format!("{x} is not a time of day"))
+}
+
+/// A temporal integer as ISO-8601 text, for a column declared as a string: `2024-03-01`,
+/// `2024-03-01T10:15:30.123456` (Debezium's timestamps carry no zone), `10:15:30.5`.
+fn temporal_text(n: &str, encoding: Encoding) -> Result<String, String> {
+    let x: i64 = n.parse().map_err(|_| format!("{n} is not an integer"))?;
+    let bad = || format!("{n} is out of range for {encoding:?}");
+    if encoding.is_time_of_day() {
+        let micros = time_of_day_micros(x, encoding)?;
+        let nanos = match encoding {
+            Encoding::TimeNanos => x,
+            _ => micros * 1000,
+        };
+        if micros == MICROS_PER_DAY {
+            return Ok("24:00:00".into());
+        }
+        let t = chrono::NaiveTime::from_num_seconds_from_midnight_opt(
+            (nanos / 1_000_000_000) as u32,
+            (nanos % 1_000_000_000) as u32,
+        )
+        .ok_or_else(bad)?;
+        return Ok(t.format("%H:%M:%S%.f").to_string());
+    }
+    if encoding == Encoding::Days {
+        let d = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
+            .and_then(|e| e.checked_add_signed(chrono::TimeDelta::try_days(x)?))
+            .ok_or_else(bad)?;
+        return Ok(d.format("%Y-%m-%d").to_string());
+    }
+    let (secs, nanos) = match encoding {
+        Encoding::Millis => (x.div_euclid(1000), x.rem_euclid(1000) * 1_000_000),
+        Encoding::Nanos => (x.div_euclid(1_000_000_000), x.rem_euclid(1_000_000_000)),
+        _ => (x.div_euclid(1_000_000), x.rem_euclid(1_000_000) * 1000),
+    };
+    let t = chrono::DateTime::from_timestamp(secs, nanos as u32).ok_or_else(bad)?;
+    Ok(t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.f").to_string())
 }
 
 fn infer(v: &Json<'_>) -> ColType {
@@ -1016,13 +1192,347 @@ mod tests {
     }
 
     #[test]
-    fn string_mode_without_schema_explains_the_fix() {
-        let line = r#"{"before":null,"after":{"lifetime_value":"12.50"},"source":{},"op":"c"}"#;
+    fn null_records_are_tombstones() {
+        let lines = [
+            "null", // a Kafka record with a null value, as the Kafka source hands it over
+            "  null ",
+            r#"{"topic":"t","key":{"customer_id":1},"value":null}"#,
+            r#"{"schema":{"type":"struct"},"payload":null}"#,
+            "",
+        ];
         let mut d = Decoder::new(declared(), DecimalHandling::Precise);
-        let out = d.decode(&raw(&[line]));
+        let out = d.decode(&raw(&lines));
+        assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
+        assert_eq!(out.stats.tombstones, 4);
+        assert_eq!(out.stats.blank_lines, 1);
+        assert_eq!((out.stats.records, out.stats.events, out.stats.dead_letters), (5, 0, 0));
+    }
+
+    #[test]
+    fn logical_decoding_messages_are_counted_not_dead_lettered() {
+        let message = r#"{"op":"m","ts_ms":1700000000000,"source":{"schema":"","table":"","lsn":42,"txId":7},"message":{"prefix":"audit","content":"aGVsbG8="}}"#;
+        let with_schema = format!(
+            r#"{{"schema":{{"type":"struct","fields":[{{"type":"string","field":"op"}}]}},"payload":{message}}}"#
+        );
+        let in_fixture_form = format!(r#"{{"topic":"postgres.message","key":null,"value":{message}}}"#);
+        let change = r#"{"before":null,"after":{"customer_id":3},"source":{},"op":"c"}"#;
+        let unknown = r#"{"before":null,"after":null,"source":{},"op":"x"}"#;
+        let mut d = Decoder::new(declared(), DecimalHandling::Precise);
+        let out = d.decode(&raw(&[message, &with_schema, &in_fixture_form, change, unknown]));
+        assert_eq!(out.stats.messages, 3);
+        assert_eq!(out.stats.events, 1);
+        assert_eq!(out.batch.origins, vec![3]);
+        assert_eq!(out.dead_letters.len(), 1, "{:?}", out.dead_letters);
+        assert_eq!(out.dead_letters[0].origin, 4);
+        assert!(out.dead_letters[0].reason.contains("`x` (expected c, u, d, r, t or m)"));
+        let mut total = DecodeStats::default();
+        total.add(&out.stats);
+        total.add(&out.stats);
+        assert_eq!(total.messages, 6);
+    }
+
+    /// One event whose row carries `fields` (Connect schema JSON) with `after` (JSON object text).
+    fn with_schema(fields: &str, after: &str) -> String {
+        format!(
+            r#"{{"schema":{{"type":"struct","fields":[{{"type":"struct","field":"after","fields":[{fields}]}}]}},"payload":{{"before":null,"after":{after},"source":{{}},"op":"c"}}}}"#
+        )
+    }
+
+    fn i64s(b: &ChangeBatch, name: &str) -> Vec<Option<i64>> {
+        let c = b.after.get(name).unwrap_or_else(|| panic!("no column {name}"));
+        match c.ty {
+            ColType::Int64 => c.array.as_any().downcast_ref::<Int64Array>().unwrap().iter().collect(),
+            ColType::Timestamp | ColType::TimestampTz => {
+                c.array.as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap().iter().collect()
+            }
+            ColType::Date => c
+                .array
+                .as_any()
+                .downcast_ref::<Date32Array>()
+                .unwrap()
+                .iter()
+                .map(|d| d.map(i64::from))
+                .collect(),
+            other => panic!("{name} is {other:?}"),
+        }
+    }
+
+    const TIME_FIELDS: &str = r#"{"type":"int64","name":"io.debezium.time.Timestamp","field":"ts"},
+        {"type":"int64","name":"io.debezium.time.MicroTimestamp","field":"mts"},
+        {"type":"int64","name":"io.debezium.time.NanoTimestamp","field":"nts"},
+        {"type":"int32","name":"io.debezium.time.Time","field":"t"},
+        {"type":"int64","name":"io.debezium.time.MicroTime","field":"mt"},
+        {"type":"int64","name":"io.debezium.time.NanoTime","field":"nt"},
+        {"type":"int32","name":"io.debezium.time.Date","field":"d"},
+        {"type":"string","name":"io.debezium.time.ZonedTimestamp","field":"zts"},
+        {"type":"int64","name":"org.apache.kafka.connect.data.Timestamp","field":"cts"},
+        {"type":"int32","name":"org.apache.kafka.connect.data.Time","field":"ct"},
+        {"type":"int32","name":"org.apache.kafka.connect.data.Date","field":"cd"}"#;
+
+    #[test]
+    fn schema_named_times_are_decoded_by_name() {
+        // 2024-03-01T10:15:30.123456789 and 10:20:30.123456789 in every unit Debezium uses.
+        let rows = [
+            with_schema(
+                TIME_FIELDS,
+                r#"{"ts":1709288130123,"mts":1709288130123456,"nts":1709288130123456789,"t":37230123,"mt":37230123456,"nt":37230123456789,"d":19783,"zts":"2024-03-01T10:15:30.123456Z","cts":1709288130123,"ct":37230123,"cd":19783}"#,
+            ),
+            // Before the epoch, a zone offset, midnight, PostgreSQL's 24:00:00 and nulls.
+            with_schema(
+                TIME_FIELDS,
+                r#"{"ts":-1,"mts":-1,"nts":-1500,"t":0,"mt":86400000000,"nt":null,"d":-1,"zts":"2024-03-01T11:15:30.5+01:00","cts":null,"ct":null,"cd":null}"#,
+            ),
+        ];
+        let mut d = Decoder::new(HashMap::new(), DecimalHandling::Precise);
+        let out = d.decode(&raw(&[&rows[0], &rows[1]]));
+        assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
+        let b = &out.batch;
+        let ty = |n: &str| b.after.get(n).unwrap().ty;
+        for (name, t) in [
+            ("ts", ColType::Timestamp),
+            ("mts", ColType::Timestamp),
+            ("nts", ColType::Timestamp),
+            ("cts", ColType::Timestamp),
+            ("zts", ColType::TimestampTz),
+            ("t", ColType::Int64),
+            ("mt", ColType::Int64),
+            ("nt", ColType::Int64),
+            ("ct", ColType::Int64),
+            ("d", ColType::Date),
+            ("cd", ColType::Date),
+        ] {
+            assert_eq!(ty(name), t, "{name}");
+        }
+        assert_eq!(i64s(b, "ts"), vec![Some(1_709_288_130_123_000), Some(-1000)]);
+        assert_eq!(i64s(b, "mts"), vec![Some(1_709_288_130_123_456), Some(-1)]);
+        assert_eq!(i64s(b, "nts"), vec![Some(1_709_288_130_123_456), Some(-2)], "nanos round down");
+        assert_eq!(i64s(b, "cts"), vec![Some(1_709_288_130_123_000), None]);
+        assert_eq!(i64s(b, "zts"), vec![Some(1_709_288_130_123_456), Some(1_709_288_130_500_000)]);
+        // Times of day: microseconds since midnight, whatever unit the schema names.
+        assert_eq!(i64s(b, "t"), vec![Some(37_230_123_000), Some(0)]);
+        assert_eq!(i64s(b, "mt"), vec![Some(37_230_123_456), Some(86_400_000_000)]);
+        assert_eq!(i64s(b, "nt"), vec![Some(37_230_123_456), None]);
+        assert_eq!(i64s(b, "ct"), vec![Some(37_230_123_000), None]);
+        assert_eq!(i64s(b, "d"), vec![Some(19_783), Some(-1)]);
+        assert_eq!(i64s(b, "cd"), vec![Some(19_783), None]);
+    }
+
+    #[test]
+    fn declared_types_take_named_times_in_their_unit() {
+        let decl = HashMap::from([
+            ("ts_text".to_string(), ColType::Text),
+            ("nts_text".to_string(), ColType::Text),
+            ("t_text".to_string(), ColType::Text),
+            ("nt_text".to_string(), ColType::Text),
+            ("d_text".to_string(), ColType::Text),
+            ("ts_date".to_string(), ColType::Date),
+            ("d_ts".to_string(), ColType::TimestampTz),
+        ]);
+        let fields = r#"{"type":"int64","name":"io.debezium.time.Timestamp","field":"ts_text"},
+            {"type":"int64","name":"io.debezium.time.NanoTimestamp","field":"nts_text"},
+            {"type":"int32","name":"io.debezium.time.Time","field":"t_text"},
+            {"type":"int64","name":"io.debezium.time.NanoTime","field":"nt_text"},
+            {"type":"int32","name":"io.debezium.time.Date","field":"d_text"},
+            {"type":"int64","name":"io.debezium.time.Timestamp","field":"ts_date"},
+            {"type":"int32","name":"io.debezium.time.Date","field":"d_ts"}"#;
+        let line = with_schema(
+            fields,
+            r#"{"ts_text":1709288130123,"nts_text":1709288130123456789,"t_text":37230000,"nt_text":37230123456789,"d_text":19783,"ts_date":-1,"d_ts":19783}"#,
+        );
+        let mut d = Decoder::new(decl, DecimalHandling::Precise);
+        let out = d.decode(&raw(&[&line]));
+        assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
+        let b = &out.batch;
+        assert_eq!(text(b, "ts_text").value(0), "2024-03-01T10:15:30.123");
+        assert_eq!(text(b, "nts_text").value(0), "2024-03-01T10:15:30.123456789");
+        assert_eq!(text(b, "t_text").value(0), "10:20:30");
+        assert_eq!(text(b, "nt_text").value(0), "10:20:30.123456789");
+        assert_eq!(text(b, "d_text").value(0), "2024-03-01");
+        assert_eq!(i64s(b, "ts_date"), vec![Some(-1)], "1969-12-31T23:59:59.999 is on 1969-12-31");
+        assert_eq!(i64s(b, "d_ts"), vec![Some(19_783 * 86_400_000_000)]);
+
+        // A time of day cannot become a timestamp or a date.
+        let decl = HashMap::from([("t".to_string(), ColType::Timestamp)]);
+        let line =
+            with_schema(r#"{"type":"int64","name":"io.debezium.time.MicroTime","field":"t"}"#, r#"{"t":5}"#);
+        let out = Decoder::new(decl, DecimalHandling::Precise).decode(&raw(&[&line]));
         assert_eq!(out.dead_letters.len(), 1);
-        assert!(out.dead_letters[0].reason.contains("decimal_handling"), "{}", out.dead_letters[0].reason);
-        let mut d = Decoder::new(declared(), DecimalHandling::String);
-        assert!(d.decode(&raw(&[line])).dead_letters.is_empty());
+        assert!(out.dead_letters[0].reason.contains("time of day"), "{}", out.dead_letters[0].reason);
+        assert_eq!(
+            time_of_day_micros(86_400_001, Encoding::TimeMillis).unwrap_err(),
+            "86400001 is not a time of day"
+        );
+        assert_eq!(temporal_text("86400000000", Encoding::TimeMicros).unwrap(), "24:00:00");
+    }
+
+    #[test]
+    fn schemaless_decimal_strings_tell_their_encoding() {
+        use DecimalHandling::{Precise, String as Str};
+        use DecimalWire::{Base64, Text};
+        for (s, precise, string) in [
+            ("1234.56", Text, Text), // a point: never base64
+            ("-42.50", Text, Text),  // a sign
+            ("0.01", Text, Text),
+            ("12345", Text, Text),    // not a multiple of 4 long
+            ("AeJA", Base64, Base64), // letters: never a number
+            ("/w==", Base64, Base64),
+            ("BNI=", Base64, Base64),
+            ("1234", Base64, Text), // reads both ways: the setting decides
+            ("00000000", Base64, Text),
+            ("abc!", Text, Text), // neither: the text parser says why
+        ] {
+            assert_eq!(schemaless_decimal_wire(s, Precise), precise, "{s} with precise");
+            assert_eq!(schemaless_decimal_wire(s, Str), string, "{s} with string");
+        }
+        assert!(is_padded_base64("AA==") && is_padded_base64("AeJA") && is_padded_base64("+/+/"));
+        assert!(!is_padded_base64("A===") && !is_padded_base64("AA=A") && !is_padded_base64(""));
+    }
+
+    fn decimals(out: &Decoded, name: &str) -> Vec<Option<i128>> {
+        let c = out.batch.after.get(name).unwrap();
+        c.array.as_any().downcast_ref::<Decimal128Array>().unwrap().iter().collect()
+    }
+
+    #[test]
+    fn schemaless_decimals_need_no_setting_where_unambiguous() {
+        let line = |v: &str| {
+            format!(
+                r#"{{"before":null,"after":{{"customer_id":1,"lifetime_value":{v}}},"source":{{}},"op":"c"}}"#
+            )
+        };
+        let values =
+            [r#""1234.56""#, r#""-42.50""#, r#""0.01""#, r#""9999999999.99""#, r#""AeJA""#, r#""/w==""#];
+        let lines: Vec<String> = values.iter().map(|v| line(v)).collect();
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let expected =
+            vec![Some(123_456), Some(-4_250), Some(1), Some(999_999_999_999), Some(123_456), Some(-1)];
+        for handling in [DecimalHandling::Precise, DecimalHandling::String] {
+            let out = Decoder::new(declared(), handling).decode(&raw(&lines));
+            assert!(out.dead_letters.is_empty(), "{handling:?}: {:?}", out.dead_letters);
+            assert_eq!(decimals(&out, "lifetime_value"), expected, "{handling:?}");
+        }
+
+        // The ambiguous case, for a scale-0 column: the setting decides.
+        let decl = HashMap::from([("n".to_string(), ColType::Decimal { precision: 10, scale: 0 })]);
+        let l = r#"{"before":null,"after":{"n":"1234"},"source":{},"op":"c"}"#;
+        let out = Decoder::new(decl.clone(), DecimalHandling::Precise).decode(&raw(&[l]));
+        assert_eq!(decimals(&out, "n"), vec![Some(-2_658_824)], "base64 d7 6d f8");
+        let out = Decoder::new(decl, DecimalHandling::String).decode(&raw(&[l]));
+        assert_eq!(decimals(&out, "n"), vec![Some(1234)]);
+
+        // Neither reading works: the reason names both.
+        let out = Decoder::new(declared(), DecimalHandling::Precise).decode(&raw(&[&line(r#""12,50""#)]));
+        assert_eq!(out.dead_letters.len(), 1);
+        let reason = &out.dead_letters[0].reason;
+        assert!(
+            reason.contains("`12,50` is not a decimal number") && reason.contains("nor a base64"),
+            "{reason}"
+        );
+    }
+
+    /// The declared columns of the shipped configuration.
+    fn shipped_declared() -> HashMap<String, ColType> {
+        crate::config::Config::shipped_default()
+            .table
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), crate::schema::parse_type(&c.ty).unwrap()))
+            .collect()
+    }
+
+    /// Every scenario of one converter setting of the shared fixtures, one record per line.
+    fn fixture_lines(setting: &str) -> Vec<String> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/debezium");
+        let mut out = Vec::new();
+        for s in [
+            "snapshot",
+            "insert",
+            "update",
+            "update_lifetime_value_only",
+            "delete",
+            "update_primary_key",
+            "add_column",
+            "toast_default_identity",
+            "replica_identity_full",
+            "truncate",
+        ] {
+            let f = dir.join(setting).join(format!("{s}.ndjson"));
+            let text = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            out.extend(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
+        }
+        out
+    }
+
+    /// `{"schema","payload"}` → `payload`, as JsonConverter writes with `schemas.enable=false`.
+    fn strip_schema(v: &serde_json::Value) -> serde_json::Value {
+        match v.get("payload") {
+            Some(p) if v.get("schema").is_some() => p.clone(),
+            _ => v.clone(),
+        }
+    }
+
+    /// Rewrites every base64 `lifetime_value` of a schemaless precise record as Debezium's string
+    /// mode writes it (scale 2).
+    fn base64_decimals_to_text(line: &str) -> String {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for image in ["before", "after"] {
+            if let Some(lv) = v.pointer_mut(&format!("/value/{image}/lifetime_value"))
+                && let Some(b64) = lv.as_str()
+            {
+                let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+                let mut x: i128 = if bytes[0] & 0x80 != 0 { -1 } else { 0 };
+                for b in bytes {
+                    x = (x << 8) | b as i128;
+                }
+                *lv = serde_json::Value::String(format_decimal(x, 2));
+            }
+        }
+        v.to_string()
+    }
+
+    #[test]
+    fn every_converter_setting_decodes_with_the_shipped_config() {
+        let strings_stripped: Vec<String> = fixture_lines("schemas_true__decimal_string")
+            .iter()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                serde_json::json!({"topic": v["topic"], "key": strip_schema(&v["key"]), "value": strip_schema(&v["value"])})
+                    .to_string()
+            })
+            .collect();
+        let strings_converted: Vec<String> = fixture_lines("schemas_false__decimal_precise")
+            .iter()
+            .map(|l| base64_decimals_to_text(l))
+            .collect();
+        assert!(strings_stripped.iter().any(|l| l.contains(r#""lifetime_value":"1234.56""#)));
+        assert!(strings_converted.iter().any(|l| l.contains(r#""lifetime_value":"1234.56""#)));
+        let streams = [
+            ("schemas_false__decimal_precise", fixture_lines("schemas_false__decimal_precise")),
+            ("schemas_true__decimal_precise", fixture_lines("schemas_true__decimal_precise")),
+            ("schemas_true__decimal_string", fixture_lines("schemas_true__decimal_string")),
+            ("schemas_false__decimal_string (schemas stripped)", strings_stripped),
+            ("schemas_false__decimal_string (base64 converted)", strings_converted),
+        ];
+        let mut reference: Option<Vec<Option<i128>>> = None;
+        for (name, lines) in &streams {
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let out = Decoder::new(shipped_declared(), DecimalHandling::Precise).decode(&raw(&lines));
+            assert!(out.dead_letters.is_empty(), "{name}: {:?}", out.dead_letters);
+            assert_eq!(
+                (out.stats.records, out.stats.events, out.stats.tombstones, out.stats.truncates),
+                (24, 20, 3, 1),
+                "{name}"
+            );
+            let values = decimals(&out, "lifetime_value");
+            // Alice's snapshot row, then her update to 1500.00; Eve's -42.50; Dave's largest value.
+            assert_eq!(values[0], Some(123_456), "{name}");
+            assert!(values.contains(&Some(150_000)), "{name}: {values:?}");
+            assert!(values.contains(&Some(-4_250)), "{name}: {values:?}");
+            assert!(values.contains(&Some(999_999_999_999)), "{name}: {values:?}");
+            match &reference {
+                None => reference = Some(values),
+                Some(r) => assert_eq!(&values, r, "{name} decodes other decimals than the first setting"),
+            }
+        }
     }
 }

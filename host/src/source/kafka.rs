@@ -46,6 +46,73 @@ struct Shared {
     handle: Option<Arc<dyn PipelineHandle>>,
     reset: OffsetReset,
     assigned: Vec<(String, i32)>,
+    /// Set when assigned partitions could not be started at their positions: the run must stop.
+    failed: Option<String>,
+}
+
+/// Attempts at starting assigned partitions at their positions before the run stops.
+const ASSIGN_ATTEMPTS: u32 = 5;
+/// Wait before the second attempt; doubled before each further one (0.2 + 0.4 + 0.8 + 1.6 s).
+const ASSIGN_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Runs `op` up to `attempts` times (at least once), waiting `backoff`, then twice as long, and so on
+/// between attempts; `on_retry(attempt, error, wait)` is told about each failure that is retried.
+/// Returns the first success or the last error.
+fn retry<T>(
+    attempts: u32,
+    backoff: Duration,
+    mut op: impl FnMut() -> Result<T, String>,
+    mut on_retry: impl FnMut(u32, &str, Duration),
+) -> Result<T, String> {
+    let mut wait = backoff;
+    let mut attempt = 1;
+    loop {
+        match op() {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt >= attempts => return Err(e),
+            Err(e) => {
+                on_retry(attempt, &e, wait);
+                std::thread::sleep(wait);
+                wait = wait.saturating_mul(2);
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Decides where `parts` start (see [`start_offsets`]) and assigns them there, retrying failures
+/// (catalog or broker unreachable) with backoff; the error says what failed after the last attempt.
+fn assign_at_positions(
+    consumer: &BaseConsumer<Context>,
+    handle: Option<&dyn PipelineHandle>,
+    parts: &[(String, i32)],
+    reset: OffsetReset,
+) -> Result<TopicPartitionList, String> {
+    retry(
+        ASSIGN_ATTEMPTS,
+        ASSIGN_BACKOFF,
+        || {
+            let tpl = start_offsets(consumer, handle, parts, reset)?;
+            consumer.assign(&tpl).map_err(|e| format!("cannot seek the assigned partitions: {e}"))?;
+            Ok(tpl)
+        },
+        |attempt, error, wait| {
+            tracing::warn!(
+                attempt,
+                attempts = ASSIGN_ATTEMPTS,
+                error,
+                retry_in_ms = wait.as_millis() as u64,
+                "starting the assigned partitions at their positions failed; retrying"
+            )
+        },
+    )
+    .map_err(|e| {
+        let streams: Vec<String> = parts.iter().map(|(t, p)| stream_name(t, *p)).collect();
+        format!(
+            "cannot start partitions {} at their positions after {ASSIGN_ATTEMPTS} attempts: {e}. Stopping rather than reading from offsets the table does not hold; check that Kafka and the Iceberg catalog are reachable (`scripts/stack status` for the local stack) and restart",
+            streams.join(", ")
+        )
+    })
 }
 
 struct Context {
@@ -103,16 +170,22 @@ impl ConsumerContext for Context {
                 let s = self.shared.lock().expect("kafka state");
                 (s.handle.clone(), s.reset)
             };
-            match start_offsets(consumer, handle.as_deref(), &parts, reset) {
-                Ok(with_offsets) => {
-                    if let Err(e) = consumer.assign(&with_offsets) {
-                        tracing::error!(error = %e, "cannot seek the assigned partitions");
-                    }
+            match assign_at_positions(consumer, handle.as_deref(), &parts, reset) {
+                Ok(_) => {
                     tracing::info!(partitions = ?parts, "partitions assigned");
+                    self.shared.lock().expect("kafka state").assigned = parts;
                 }
-                Err(e) => tracing::error!(error = %e, "cannot decide where to start the assigned partitions"),
+                Err(e) => {
+                    // Fetch nothing from the offsets the group handed out; the source stops the run.
+                    if let Err(u) = consumer.unassign() {
+                        tracing::warn!(error = %u, "cannot unassign the partitions");
+                    }
+                    tracing::error!(error = %e, "partitions assigned but not started");
+                    let mut s = self.shared.lock().expect("kafka state");
+                    s.assigned.clear();
+                    s.failed.get_or_insert(e);
+                }
             }
-            self.shared.lock().expect("kafka state").assigned = parts;
         }
     }
 }
@@ -126,25 +199,29 @@ fn start_offsets(
     reset: OffsetReset,
 ) -> Result<TopicPartitionList, String> {
     let table: BTreeMap<String, i64> = match handle {
-        Some(h) => h.table_positions()?,
+        Some(h) => h.table_positions().map_err(|e| format!("cannot read the table's positions: {e}"))?,
         None => BTreeMap::new(),
     };
     let mut query = TopicPartitionList::new();
     for (t, p) in parts {
-        query.add_partition(t, *p);
+        if !table.contains_key(&stream_name(t, *p)) {
+            query.add_partition(t, *p);
+        }
     }
-    let group: HashMap<(String, i32), i64> = consumer
-        .committed_offsets(query, Duration::from_secs(10))
-        .map(|tpl| {
-            tpl.elements()
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let group: HashMap<(String, i32), i64> = if query.count() == 0 {
+        HashMap::new()
+    } else {
+        consumer
+            .committed_offsets(query, Duration::from_secs(10))
+            .map_err(|e| format!("cannot read the group's committed offsets: {e}"))?
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+                _ => None,
+            })
+            .collect()
+    };
     let mut tpl = TopicPartitionList::new();
     for (t, p) in parts {
         let offset = match (table.get(&stream_name(t, *p)), group.get(&(t.clone(), *p))) {
@@ -203,11 +280,18 @@ impl KafkaSource {
             .set("queued.min.messages", "10000")
             .set("queued.max.messages.kbytes", "16384")
             .set("fetch.queue.backoff.ms", "5");
+        if let Err((key, message)) = cfg.check_assignment_protocol() {
+            return Err(PipelineError::Source(format!("config key `{key}`: {message}")));
+        }
         for (k, v) in &cfg.properties {
             client.set(k, v);
         }
-        let shared =
-            Arc::new(Mutex::new(Shared { handle: None, reset: cfg.auto_offset_reset, assigned: Vec::new() }));
+        let shared = Arc::new(Mutex::new(Shared {
+            handle: None,
+            reset: cfg.auto_offset_reset,
+            assigned: Vec::new(),
+            failed: None,
+        }));
         let revoked = Arc::new(AtomicBool::new(false));
         let consumer: BaseConsumer<Context> = client
             .create_with_context(Context { shared: shared.clone(), revoked: revoked.clone() })
@@ -249,9 +333,10 @@ impl KafkaSource {
             }
         }
         let handle = self.shared.lock().expect("kafka state").handle.clone();
-        let tpl = start_offsets(&self.consumer, handle.as_deref(), &parts, self.cfg.auto_offset_reset)
+        let tpl = assign_at_positions(&self.consumer, handle.as_deref(), &parts, self.cfg.auto_offset_reset)
             .map_err(PipelineError::Source)?;
         for (t, p) in &parts {
+            // With the default `isolation.level=read_committed` this is the last stable offset.
             let (low, high) = self
                 .consumer
                 .fetch_watermarks(t, *p, timeout)
@@ -261,11 +346,16 @@ impl KafkaSource {
                 Some(Offset::End) => high,
                 _ => low,
             };
-            self.bounds.push(Bounds { topic: t.clone(), partition: *p, end: high, next: start.max(low) });
+            self.bounds.push(Bounds {
+                topic: t.clone(),
+                partition: *p,
+                end: high,
+                delivered: start.max(low),
+                position: None,
+            });
         }
-        self.consumer.assign(&tpl).map_err(|e| PipelineError::Source(format!("assign: {e}")))?;
         self.shared.lock().expect("kafka state").assigned = parts.clone();
-        let total: i64 = self.bounds.iter().map(|b| (b.end - b.next).max(0)).sum();
+        let total: i64 = self.bounds.iter().map(|b| (b.end - b.delivered).max(0)).sum();
         tracing::info!(
             partitions = parts.len(),
             records = total,
@@ -275,7 +365,32 @@ impl KafkaSource {
     }
 
     fn batch_done(&self) -> bool {
-        self.bounds.iter().all(|b| b.next >= b.end)
+        self.bounds.iter().all(|b| partition_done(b.end, b.delivered, b.position))
+    }
+
+    /// Batch mode: takes the consumer's positions, which also move past records never delivered
+    /// (transaction markers, aborted transactions).
+    fn refresh_positions(&mut self) {
+        let positions = match self.consumer.position() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(error = %e, "consumer positions not available yet");
+                return;
+            }
+        };
+        for e in positions.elements() {
+            let Offset::Offset(pos) = e.offset() else { continue };
+            if let Some(b) =
+                self.bounds.iter_mut().find(|b| b.partition == e.partition() && b.topic == e.topic())
+            {
+                b.position = Some(pos);
+            }
+        }
+    }
+
+    /// The error of a failed partition assignment, if one happened: the run must stop.
+    fn assignment_failure(&self) -> Option<PipelineError> {
+        self.shared.lock().expect("kafka state").failed.clone().map(PipelineError::Source)
     }
 
     fn report_lag(&mut self) {
@@ -304,8 +419,20 @@ impl KafkaSource {
 struct Bounds {
     topic: String,
     partition: i32,
+    /// The end offset (exclusive) taken at start.
     end: i64,
-    next: i64,
+    /// One past the last record handed over (the start offset before the first).
+    delivered: i64,
+    /// The consumer's position, when known.
+    position: Option<i64>,
+}
+
+/// Batch mode: whether a partition is read up to `end`. The last delivered record alone cannot
+/// tell: transaction markers (and records of aborted transactions) take offsets but are never
+/// delivered, so a topic written with transactions ends in offsets no record reaches. The consumer's
+/// position moves past them.
+fn partition_done(end: i64, delivered: i64, position: Option<i64>) -> bool {
+    delivered >= end || position.is_some_and(|p| p >= end)
 }
 
 /// The index of a topic-partition in `out.streams`, adding it on first sight (no allocation after).
@@ -342,8 +469,14 @@ impl Source for KafkaSource {
         out.clear();
         out.streams.clear();
         self.streams.clear();
-        if self.mode == Mode::Batch && self.batch_done() {
-            return Ok(false);
+        if let Some(e) = self.assignment_failure() {
+            return Err(e);
+        }
+        if self.mode == Mode::Batch {
+            self.refresh_positions();
+            if self.batch_done() {
+                return Ok(false);
+            }
         }
         let max = max.min(self.cfg.max_poll_records).max(1);
         let deadline = Instant::now() + Duration::from_millis(self.cfg.consumer_timeout_ms);
@@ -353,6 +486,11 @@ impl Source for KafkaSource {
                 break;
             }
             let polled = self.consumer.poll(deadline - now);
+            if let Some(e) = self.assignment_failure() {
+                // Whatever this poll brought comes from offsets the table does not vouch for.
+                out.clear();
+                return Err(e);
+            }
             if self.revoked.swap(false, Ordering::Relaxed) {
                 // Partitions changed hands inside that poll: what was polled before is not ours to
                 // hand over any more; whoever owns the partitions now reads it from the table's positions.
@@ -372,12 +510,13 @@ impl Source for KafkaSource {
                             continue;
                         };
                         if offset >= b.end {
-                            b.next = b.end;
+                            b.delivered = b.end;
                             continue;
                         }
-                        b.next = offset + 1;
+                        b.delivered = offset + 1;
                     }
                     let stream = stream_index(&mut self.streams, out, topic, partition);
+                    // A null value is a tombstone: handed over as `null`, which decode counts as one.
                     out.push(stream, offset, m.payload().unwrap_or(b"null"));
                     if self.mode == Mode::Batch && self.batch_done() {
                         break;
@@ -425,6 +564,84 @@ impl Source for KafkaSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_end_uses_the_consumer_position() {
+        // Records 0..=98 delivered, the commit marker at 99: the last delivered offset never reaches
+        // the end (100), the position does once the marker is consumed.
+        assert!(!partition_done(100, 99, None));
+        assert!(!partition_done(100, 99, Some(99)));
+        assert!(partition_done(100, 99, Some(100)));
+        // An aborted transaction at the end: nothing of it is delivered, the position passes it.
+        assert!(partition_done(100, 40, Some(100)));
+        // Delivered up to the end (non-transactional topic), position not known yet.
+        assert!(partition_done(100, 100, None));
+        // Records arrived after the start: the position may run past the end.
+        assert!(partition_done(100, 100, Some(250)));
+        // Empty partition (start == end).
+        assert!(partition_done(0, 0, None));
+        assert!(!partition_done(5, 0, Some(0)));
+    }
+
+    #[test]
+    fn retry_backs_off_then_succeeds_or_gives_the_last_error() {
+        let mut calls = 0;
+        let mut waits = Vec::new();
+        let r = retry(
+            5,
+            Duration::from_millis(1),
+            || {
+                calls += 1;
+                if calls < 3 { Err(format!("fail {calls}")) } else { Ok(calls) }
+            },
+            |attempt, e, wait| waits.push((attempt, e.to_string(), wait)),
+        );
+        assert_eq!(r, Ok(3));
+        assert_eq!(
+            waits,
+            vec![
+                (1, "fail 1".to_string(), Duration::from_millis(1)),
+                (2, "fail 2".to_string(), Duration::from_millis(2))
+            ]
+        );
+
+        let mut calls = 0;
+        let mut retried = 0;
+        let r: Result<(), String> = retry(
+            3,
+            Duration::ZERO,
+            || {
+                calls += 1;
+                Err(format!("seek failed ({calls})"))
+            },
+            |_, _, _| retried += 1,
+        );
+        assert_eq!(r, Err("seek failed (3)".to_string()));
+        assert_eq!((calls, retried), (3, 2));
+
+        let mut calls = 0;
+        let r: Result<(), String> = retry(
+            0,
+            Duration::ZERO,
+            || {
+                calls += 1;
+                Err("once".to_string())
+            },
+            |_, _, _| unreachable!("no retry with a single attempt"),
+        );
+        assert_eq!((r, calls), (Err("once".to_string()), 1));
+    }
+
+    #[test]
+    fn cooperative_assignment_is_refused_at_construction() {
+        let mut cfg = KafkaConfig::default();
+        cfg.properties.insert("partition.assignment.strategy".into(), "cooperative-sticky".into());
+        let err = match KafkaSource::new(cfg, Mode::Streaming, Metrics::new()) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("cooperative-sticky must be refused"),
+        };
+        assert!(err.contains("partition.assignment.strategy") && err.contains("eager"), "{err}");
+    }
 
     #[test]
     fn stream_names_round_trip() {
