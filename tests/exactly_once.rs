@@ -17,7 +17,7 @@ use serde_json::Value;
 
 /// Customer `id` (inserts); every 50th has no email, which the shipped chain dead-letters.
 fn event(id: u64) -> String {
-    let email = if id % 50 == 0 { "null".to_string() } else { format!("\"c{id}@example.com\"") };
+    let email = if id.is_multiple_of(50) { "null".to_string() } else { format!("\"c{id}@example.com\"") };
     format!(
         r#"{{"before":null,"after":{{"customer_id":{id},"email":{email},"first_name":"First{id}","last_name":"Last","city":"Oslo","state":"Oslo","country":"NO","customer_tier":"gold","lifetime_value":"AQ==","registration_date":{},"created_at":"2024-01-01T00:00:00Z","notes":"n"}},"source":{{"connector":"postgresql","ts_ms":1700000000000,"snapshot":"false","db":"shop","schema":"public","table":"customers","lsn":{id}}},"op":"c","ts_ms":1700000000000}}"#,
         18000 + (id % 400) as i64
@@ -92,6 +92,7 @@ fn the_same_input_twice_commits_nothing_the_second_time() {
 #[test]
 fn two_hosts_racing_on_one_table_land_every_row_once() {
     const N: u64 = 20_000;
+    let mut contended = 0;
     for kind in catalogs() {
         let dir = tempfile::tempdir().unwrap();
         let warehouse = dir.path().join("warehouse");
@@ -130,10 +131,13 @@ fn two_hosts_racing_on_one_table_land_every_row_once() {
         if fenced > 0 {
             host_ok(dir.path(), &args(&base, &["--input", events.to_str().unwrap()]));
         }
+        contended += fenced;
         assert_exactly_once(&kind, &warehouse, &ns, N);
         kind.drop_table(&warehouse, &format!("{ns}.customers_analytics"));
         kind.drop_table(&warehouse, &format!("{ns}.customers_analytics_dlq"));
     }
+    // Otherwise the hosts never overlapped and the test proved nothing.
+    assert!(contended > 0, "the two hosts never raced (no lost race, no fenced host)");
 }
 
 /// Files under the table's data directory that pyiceberg's view of the table does not list.
@@ -215,4 +219,66 @@ fn killed_before_or_after_the_swap_loses_and_duplicates_nothing() {
             kind.drop_table(&warehouse, &format!("{ns}.customers_analytics_dlq"));
         }
     }
+}
+
+#[test]
+fn maintenance_compacts_expires_and_keeps_every_row() {
+    const N: u64 = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("warehouse");
+    let events = input(dir.path(), N);
+    let wh = warehouse.to_str().unwrap();
+    let plugins = plugins_dir();
+    let base = [
+        "--plugins",
+        plugins.to_str().unwrap(),
+        "--warehouse",
+        wh,
+        "--batch-size",
+        "100",
+        "--commit-rows",
+        "100",
+    ];
+    host_ok(dir.path(), &[&base[..], &["--input", events.to_str().unwrap()]].concat());
+    let before = read_table(&warehouse, "analytics.customers_analytics");
+    let files_before = before["files"].as_array().unwrap().len();
+    let snapshots_before = before["snapshots"].as_array().unwrap().len();
+    assert!(snapshots_before >= 10, "expected many small commits: {snapshots_before}");
+
+    let out = host(
+        dir.path(),
+        &[
+            &base[..],
+            &["maintain", "--min-input-files", "2", "--keep-last", "1", "--orphans-older-than-seconds", "0"],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "maintain: {}", String::from_utf8_lossy(&out.stderr));
+    let reports: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(reports[0]["compacted_files_in"].as_u64().unwrap() > 0, "{reports:?}");
+    assert!(reports[0]["expired_snapshots"].as_u64().unwrap() > 0, "{reports:?}");
+
+    let after = read_table(&warehouse, "analytics.customers_analytics");
+    let files = after["files"].as_array().unwrap();
+    assert!(files.len() < files_before, "{} files after compaction, {files_before} before", files.len());
+    assert!(files.iter().all(|f| f["sorted"] != false), "a compacted file is not sorted: {files:?}");
+    assert_eq!(after["snapshots"].as_array().unwrap().len(), 1, "{}", after["snapshots"]);
+    let key = |t: &Value| {
+        let mut v: Vec<String> = rows(t)
+            .iter()
+            .map(|r| format!("{}|{}|{}", r["customer_id"], r["full_name"], r["location"]))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(key(&before), key(&after), "compaction changed the rows");
+    assert_eq!(
+        data_files_on_disk(&warehouse),
+        files.len()
+            + read_table(&warehouse, "analytics.customers_analytics_dlq")["files"].as_array().unwrap().len()
+    );
+    // The table still resumes where it was: the same input commits nothing.
+    let again = host_ok(dir.path(), &[&base[..], &["--input", events.to_str().unwrap()]].concat());
+    assert_eq!(again["rows_committed"], 0, "{again}");
 }

@@ -351,8 +351,8 @@ async fn expire(
     Ok(after)
 }
 
-/// Every file the table's metadata references: metadata files, manifest lists, manifests, data and
-/// delete files, statistics.
+/// Every file the table's metadata references: metadata files, manifest lists, manifests, live data
+/// and delete files, statistics.
 async fn reachable_files(table: &Table) -> Result<HashSet<String>, SinkError> {
     let metadata = table.metadata();
     let mut out = HashSet::new();
@@ -371,7 +371,8 @@ async fn reachable_files(table: &Table) -> Result<HashSet<String>, SinkError> {
                 .load_manifest(table.file_io())
                 .await
                 .map_err(catalog_err(format!("reading {}", m.manifest_path)))?;
-            out.extend(manifest.entries().iter().map(|e| e.file_path().to_string()));
+            // An entry deleted in a kept snapshot no longer reaches its file.
+            out.extend(manifest.entries().iter().filter(|e| e.is_alive()).map(|e| e.file_path().to_string()));
             out.insert(m.manifest_path);
         }
     }
