@@ -87,12 +87,12 @@ impl Runtime {
         let started = Instant::now();
         let hash = content_hash(bytes);
         let (component, cache) = self.component(path, bytes, &hash)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| PluginError::WrongWorld { path: path.to_path_buf(), message: format!("{e:#}") })?;
-        let pre = TransformPre::new(pre)
-            .map_err(|e| PluginError::WrongWorld { path: path.to_path_buf(), message: format!("{e:#}") })?;
+        let wrong_world = |e: wasmtime::Error| PluginError::WrongWorld {
+            path: path.to_path_buf(),
+            message: format!("{e:#} ({})", world_versions(&self.engine, &component)),
+        };
+        let pre = self.linker.instantiate_pre(&component).map_err(wrong_world)?;
+        let pre = TransformPre::new(pre).map_err(wrong_world)?;
         Ok(Compiled {
             path: path.to_path_buf(),
             hash,
@@ -151,6 +151,24 @@ impl Runtime {
         }
         Ok((comp, if cached.is_some() { CacheStatus::Miss } else { CacheStatus::Off }))
     }
+}
+
+/// The contract this host implements.
+pub const HOST_WORLD: &str = "cdc:transform/transform@0.1.0";
+
+/// Both sides of a contract mismatch: which `cdc:transform` interfaces (with versions) the component
+/// exports and imports, and the world this host implements.
+fn world_versions(engine: &Engine, component: &Component) -> String {
+    let ty = component.component_type();
+    let names = |items: Vec<String>| if items.is_empty() { "none".to_string() } else { items.join(", ") };
+    let ours = |n: &str| n.starts_with("cdc:transform/");
+    let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).filter(|n| ours(n)).collect();
+    let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).filter(|n| ours(n)).collect();
+    format!(
+        "the component exports {} and imports {}; this host implements {HOST_WORLD}",
+        names(exports),
+        names(imports)
+    )
 }
 
 /// A number no other call in this process returns.

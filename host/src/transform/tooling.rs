@@ -676,9 +676,9 @@ pub enum PluginCommand {
         /// Debezium records, one JSON object per line.
         #[arg(long)]
         input: PathBuf,
-        /// Plugin configuration, `key=value` (repeatable).
+        /// Plugin configuration, `key=value` (repeatable; `--config key=value` is read as this).
         #[arg(long = "config-value", short = 'c', value_name = "KEY=VALUE")]
-        config: Vec<String>,
+        settings: Vec<String>,
         /// Expected output (JSON lines, as this command prints them): exit 1 on any difference.
         #[arg(long)]
         expect: Option<PathBuf>,
@@ -697,8 +697,8 @@ impl PluginCommand {
                 }
                 Ok(true)
             }
-            PluginCommand::Test { plugin, input, config, expect } => {
-                let pairs = config
+            PluginCommand::Test { plugin, input, settings, expect } => {
+                let pairs = settings
                     .iter()
                     .map(|kv| {
                         kv.split_once('=')
