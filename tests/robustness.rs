@@ -212,7 +212,12 @@ fn corrupt_and_foreign_components_are_refused() {
     let err = run_chain_of("cli");
     assert!(err.contains("does not implement the `cdc:transform/transform@0.1.0` world"), "{err}");
     // Both sides of the contract are named.
-    assert!(err.contains("the component exports none and imports none; this host implements cdc:transform/transform@0.1.0"), "{err}");
+    assert!(
+        err.contains(
+            "the component exports none and imports none; this host implements cdc:transform/transform@0.1.0"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
