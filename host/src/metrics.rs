@@ -18,6 +18,8 @@ pub struct Metrics {
     /// By stage (decode, transform, encode).
     pub dead_letters: IntCounterVec,
     pub tombstones: IntCounter,
+    /// Logical decoding messages (`op = "m"`) skipped.
+    pub messages: IntCounter,
     pub truncates: IntCounter,
     pub toast_placeholders: IntCounter,
     pub commits: IntCounter,
@@ -138,6 +140,7 @@ impl Metrics {
             dropped: counter("events_dropped_total", "events filtered out by plugins"),
             dead_letters: vec("dead_letters_total", "records sent to the dead-letter table", "stage"),
             tombstones: counter("tombstones_total", "tombstone records (null value) skipped"),
+            messages: counter("logical_messages_total", "logical decoding messages (op m) skipped"),
             truncates: counter("truncates_total", "truncate events seen"),
             toast_placeholders: counter(
                 "toast_placeholders_total",

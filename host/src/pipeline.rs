@@ -43,6 +43,8 @@ pub struct Summary {
     pub plugin_failures: u64,
     pub dead_letters: u64,
     pub tombstones: u64,
+    /// Logical decoding messages (`op = "m"`), skipped.
+    pub messages: u64,
     pub truncates: u64,
     pub toast_placeholders: u64,
     /// Events left out by `[filter]`.
@@ -495,6 +497,7 @@ fn record_stats(s: &mut Summary, m: &Metrics, w: &Work) {
     s.records += d.records;
     s.events += d.events;
     s.tombstones += d.tombstones;
+    s.messages += d.messages;
     s.truncates += d.truncates;
     s.toast_placeholders += d.toast_placeholders;
     s.filtered += w.filtered;
@@ -504,6 +507,7 @@ fn record_stats(s: &mut Summary, m: &Metrics, w: &Work) {
     m.records.inc_by(d.records);
     m.events.inc_by(d.events);
     m.tombstones.inc_by(d.tombstones);
+    m.messages.inc_by(d.messages);
     m.truncates.inc_by(d.truncates);
     m.toast_placeholders.inc_by(d.toast_placeholders);
     m.filtered.inc_by(w.filtered);
