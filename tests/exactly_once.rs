@@ -282,3 +282,60 @@ fn maintenance_compacts_expires_and_keeps_every_row() {
     let again = host_ok(dir.path(), &[&base[..], &["--input", events.to_str().unwrap()]].concat());
     assert_eq!(again["rows_committed"], 0, "{again}");
 }
+
+#[test]
+fn a_worker_panic_fails_the_run_and_commits_nothing_after_the_last_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("warehouse");
+    let events = input(dir.path(), 2_000);
+    let plugins = plugins_dir();
+    let args = [
+        "--plugins",
+        plugins.to_str().unwrap(),
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+        "--batch-size",
+        "500",
+        "--commit-rows",
+        "500",
+        "--input",
+        events.to_str().unwrap(),
+    ];
+    let out = host_command(dir.path()).args(args).env("CDC_HOST_CRASH_AT", "worker:3").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a panicking worker must fail the run");
+    assert!(stderr.contains("worker panicked"), "{stderr}");
+    // The rerun resumes from what was committed before the panic and completes the table.
+    host_ok(dir.path(), &args);
+    assert_exactly_once(&CatalogKind::Sqlite, &warehouse, "analytics", 2_000);
+}
+
+#[test]
+fn a_run_that_dead_letters_most_records_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("warehouse");
+    let p = dir.path().join("bad.ndjson");
+    let mut text: String = (1..=30).map(|i| format!("{{\"not\": \"debezium {i}\"}}\n")).collect();
+    text.push_str(&event(1));
+    std::fs::write(&p, text).unwrap();
+    let out = host(
+        dir.path(),
+        &[
+            "--plugins",
+            plugins_dir().to_str().unwrap(),
+            "--warehouse",
+            warehouse.to_str().unwrap(),
+            "--input",
+            p.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["dead_letters"], 30, "{summary}");
+    let warning = summary["warning"].as_str().expect("a warning in the summary");
+    assert!(warning.contains("30 of 31 records"), "{warning}");
+    assert!(stderr.contains("WARN") && stderr.contains("dead-letter table"), "{stderr}");
+    let reasons = summary["dead_letter_reasons"].as_array().unwrap();
+    assert_eq!(reasons[0][1], 30, "{summary}");
+}

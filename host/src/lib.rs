@@ -9,6 +9,7 @@ pub mod config;
 pub mod decode;
 pub mod encode;
 pub mod error;
+pub mod fault;
 pub mod metrics;
 pub mod pipeline;
 pub mod schema;

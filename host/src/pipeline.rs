@@ -282,9 +282,8 @@ pub async fn run<S: Source + 'static>(
     let worker = std::thread::Builder::new()
         .name("decode-transform".into())
         .spawn(move || {
-            // Weak: a strong sender here would keep the writer from seeing the end of input.
-            let panic_tx = tx.downgrade();
-            let body = std::panic::AssertUnwindSafe(move || {
+            // The reading loop; `tx` stays outside it, so a panic can still be reported.
+            let body = std::panic::AssertUnwindSafe(|| {
                 let mut source = source;
                 let mut chain = chain;
                 let mut chain_id: Arc<str> = Arc::from(chain.identity());
@@ -318,6 +317,7 @@ pub async fn run<S: Source + 'static>(
                             }
                         }
                         let decoded = decoder.decode(&raw);
+                        crate::fault::point("worker");
                         let mut dead = decoded.dead_letters;
                         let mut batch = decoded.batch;
                         let filtered = match filter.apply(&mut batch) {
@@ -342,22 +342,27 @@ pub async fn run<S: Source + 'static>(
                         }
                     }
                 }
-                // Acknowledge what the last commits made durable before the source goes away.
-                drop(tx);
-                while let Ok(positions) = committed_rx.recv() {
-                    source.committed(&positions);
-                }
+                source
             });
-            if let Err(panic) = std::panic::catch_unwind(body) {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                if let Some(tx) = panic_tx.upgrade() {
+            let mut source = match std::panic::catch_unwind(body) {
+                Ok(source) => Some(source),
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
                     let _ = tx.blocking_send(Msg::Failed(PipelineError::Internal(format!(
                         "the decode/transform worker panicked: {message}; nothing after the last commit was committed"
                     ))));
+                    None
+                }
+            };
+            // Acknowledge what the last commits made durable before the source goes away.
+            drop(tx);
+            while let Ok(positions) = committed_rx.recv() {
+                if let Some(source) = source.as_mut() {
+                    source.committed(&positions);
                 }
             }
         })

@@ -421,7 +421,7 @@ pub async fn commit<O: SnapshotOperation>(
                 reference: SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None)),
             },
         ];
-        crash_point("before-swap");
+        crate::fault::point("before-swap");
         let outcome = match catalog.cas().swap(&base, updates).await {
             Ok(o) => o,
             Err(e) => {
@@ -432,7 +432,7 @@ pub async fn commit<O: SnapshotOperation>(
         };
         match outcome {
             SwapOutcome::Committed(table) => {
-                crash_point("after-swap");
+                crate::fault::point("after-swap");
                 return Ok(Committed { table, snapshot_id, positions, attempts: attempt_no });
             }
             SwapOutcome::Conflict(reason) => {
@@ -454,28 +454,6 @@ pub async fn commit<O: SnapshotOperation>(
                 return Err(SinkError::CommitUnknown { table: name, commit_id, message });
             }
         }
-    }
-}
-
-/// Crash testing: `CDC_HOST_CRASH_AT=<point>:<n>` aborts the process (no cleanup, like `kill -9`) the
-/// `n`-th time a commit reaches `<point>`: `before-swap` (files and metadata written, not published)
-/// or `after-swap` (published, not yet acknowledged). Unset, this does nothing.
-fn crash_point(point: &str) {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static AT: OnceLock<Option<(String, u32)>> = OnceLock::new();
-    static HITS: AtomicU32 = AtomicU32::new(0);
-    let at = AT.get_or_init(|| {
-        let v = std::env::var("CDC_HOST_CRASH_AT").ok()?;
-        let (p, n) = v.split_once(':').unwrap_or((&v, "1"));
-        Some((p.to_string(), n.parse().unwrap_or(1)))
-    });
-    if let Some((p, n)) = at
-        && p == point
-        && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *n
-    {
-        eprintln!("CDC_HOST_CRASH_AT={p}:{n}: aborting at {point}");
-        std::process::abort();
     }
 }
 
