@@ -391,7 +391,9 @@ pub async fn commit<O: SnapshotOperation>(
         let mut properties = inherited_positions(&base);
         properties.extend(meta.properties.clone());
         properties.insert(COMMIT_ID.into(), commit_id.clone());
-        properties.insert(PIPELINE_ID.into(), meta.pipeline_id.clone());
+        if !meta.pipeline_id.is_empty() {
+            properties.insert(PIPELINE_ID.into(), meta.pipeline_id.clone());
+        }
         if !meta.chain.is_empty() {
             properties.insert(CHAIN.into(), meta.chain.clone());
         }
