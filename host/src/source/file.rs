@@ -17,8 +17,6 @@ pub struct FileSource {
     done: bool,
     bytes_read: u64,
     total_bytes: Option<u64>,
-    /// Lines before this one are already in the table (resume).
-    resume_at: i64,
 }
 
 impl FileSource {
@@ -34,15 +32,7 @@ impl FileSource {
             let total = f.metadata().ok().map(|m| m.len());
             (Box::new(BufReader::with_capacity(1 << 20, f) as BufReader<File>), display_name(path), total)
         };
-        Ok(Self {
-            reader,
-            name: Arc::from(name),
-            line: 0,
-            done: false,
-            bytes_read: 0,
-            total_bytes: total,
-            resume_at: 0,
-        })
+        Ok(Self { reader, name: Arc::from(name), line: 0, done: false, bytes_read: 0, total_bytes: total })
     }
 
     /// A source over any reader (tests, benchmarks).
@@ -54,7 +44,6 @@ impl FileSource {
             done: false,
             bytes_read: 0,
             total_bytes: None,
-            resume_at: 0,
         }
     }
 
@@ -68,22 +57,24 @@ impl FileSource {
     /// Skips lines up to (not including) line `next` without handing them over.
     fn skip_to(&mut self, next: i64) -> std::io::Result<()> {
         let mut line = Vec::with_capacity(4096);
-        while self.line + 1 < next && !self.done {
-            line.clear();
-            let n = self.reader.read_until(b'\n', &mut line)?;
-            if n == 0 {
-                self.done = true;
-                break;
-            }
-            self.bytes_read += n as u64;
-            self.line += 1;
-        }
+        while self.line + 1 < next && self.next_line(&mut line)? {}
         Ok(())
     }
 
-    /// Lines skipped because the table already held them.
-    pub fn resumed_at(&self) -> i64 {
-        self.resume_at
+    /// Reads the next line into `line` (without its line break); false at end of input.
+    fn next_line(&mut self, line: &mut Vec<u8>) -> std::io::Result<bool> {
+        line.clear();
+        let n = self.reader.read_until(b'\n', line)?;
+        if n == 0 {
+            self.done = true;
+            return Ok(false);
+        }
+        self.bytes_read += n as u64;
+        self.line += 1;
+        while matches!(line.last(), Some(b'\n' | b'\r')) {
+            line.pop();
+        }
+        Ok(true)
     }
 
     /// Bytes read so far, and the input size when known.
@@ -98,18 +89,7 @@ impl FileSource {
             out.streams.push(self.name.clone());
         }
         let mut line = Vec::with_capacity(4096);
-        while out.len() < max && !self.done {
-            line.clear();
-            let n = self.reader.read_until(b'\n', &mut line)?;
-            if n == 0 {
-                self.done = true;
-                break;
-            }
-            self.bytes_read += n as u64;
-            self.line += 1;
-            while matches!(line.last(), Some(b'\n' | b'\r')) {
-                line.pop();
-            }
+        while out.len() < max && !self.done && self.next_line(&mut line)? {
             out.push(0, self.line, &line);
         }
         Ok(!out.is_empty())
@@ -123,7 +103,6 @@ impl Source for FileSource {
         if let Some(&next) = held.get(&*self.name)
             && next > 1
         {
-            self.resume_at = next;
             self.skip_to(next)?;
             handle.already_held(self.line as u64);
             tracing::info!(
