@@ -163,6 +163,9 @@ pub struct ChangeBatch {
     pub before: Columns,
     /// Per event: the index of its record in the [`RawBatch`] it was decoded from.
     pub origins: Vec<u32>,
+    /// `after` columns that carried Debezium's TOAST placeholder (decoded as null): (origin, column).
+    /// A mirror table keeps the value it holds for them.
+    pub toast: Vec<(u32, Arc<str>)>,
 }
 
 impl ChangeBatch {

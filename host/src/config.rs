@@ -220,6 +220,36 @@ pub struct TableConfig {
     /// Extra Iceberg table properties used at creation.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// `append` (the change log, one row per event) or `mirror` (one row per source key: updates
+    /// and deletes applied through position deletes).
+    #[serde(default)]
+    pub mode: TableMode,
+    /// Key columns of a mirror table (its identifier fields). Empty: the fields of the Debezium
+    /// record key.
+    #[serde(default)]
+    pub key: Vec<String>,
+}
+
+/// How a table follows its source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableMode {
+    /// Every change event is a row (the change log).
+    #[default]
+    Append,
+    /// One row per source key: the table equals the source table passed through the chain.
+    Mirror,
+}
+
+impl std::str::FromStr for TableMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "append" => Ok(TableMode::Append),
+            "mirror" => Ok(TableMode::Mirror),
+            other => Err(format!("`{other}` is not a table mode (append or mirror)")),
+        }
+    }
 }
 
 fn default_namespace() -> String {
@@ -573,6 +603,9 @@ impl Config {
         }
         if self.table.name.trim().is_empty() {
             return bad("table.name", "must not be empty".into());
+        }
+        if self.table.key.iter().any(|k| k.trim().is_empty()) {
+            return bad("table.key", "key column names must not be empty".into());
         }
         if self.sink.batch_size == 0 {
             return bad("sink.batch_size", "must be at least 1".into());

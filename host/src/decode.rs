@@ -66,6 +66,10 @@ impl DecodeStats {
 #[derive(Debug, Default)]
 pub struct Decoded {
     pub batch: ChangeBatch,
+    /// Origins of truncate events (a mirror table empties itself there).
+    pub truncates: Vec<u32>,
+    /// The field names of the Debezium record key, from the last record that had one.
+    pub key_fields: Option<Vec<String>>,
     pub dead_letters: Vec<DeadLetter>,
     pub stats: DecodeStats,
 }
@@ -218,6 +222,8 @@ struct Line<'a> {
     #[serde(borrow, default)]
     topic: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
+    key: Option<&'a RawValue>,
+    #[serde(borrow, default)]
     value: Option<Envelope<'a>>,
     #[serde(borrow, default)]
     schema: Option<&'a RawValue>,
@@ -268,12 +274,13 @@ pub struct Decoder {
     decimal_handling: DecimalHandling,
     schemas: HashMap<Box<str>, Arc<RowSchema>>,
     last_schema: Option<(Box<str>, Arc<RowSchema>)>,
+    key_fields: Option<Vec<String>>,
 }
 
 impl Decoder {
     /// A decoder whose column types follow `declared` (the table's columns) where they name a column.
     pub fn new(declared: HashMap<String, ColType>, decimal_handling: DecimalHandling) -> Self {
-        Self { declared, decimal_handling, schemas: HashMap::new(), last_schema: None }
+        Self { declared, decimal_handling, schemas: HashMap::new(), last_schema: None, key_fields: None }
     }
 
     /// Decodes every record of `raw`.
@@ -310,9 +317,10 @@ impl Decoder {
             }
         }
         stats.dead_letters = dead.len() as u64;
+        let truncates = std::mem::take(&mut b.truncates);
         let batch = b.finish();
         stats.events = batch.len() as u64;
-        Decoded { batch, dead_letters: dead, stats }
+        Decoded { batch, truncates, key_fields: self.key_fields.clone(), dead_letters: dead, stats }
     }
 
     fn decode_one<'a>(
@@ -325,6 +333,11 @@ impl Decoder {
     ) -> Result<(), String> {
         let line: Line<'a> =
             serde_json::from_str(text).map_err(|e| format!("not a Debezium JSON record: {e}"))?;
+        if self.key_fields.is_none()
+            && let Some(key) = line.key
+        {
+            self.key_fields = key_field_names(key.get());
+        }
         let (schema, body) = if line.topic.is_some() {
             match line.value {
                 None => {
@@ -362,6 +375,7 @@ impl Decoder {
             .ok_or_else(|| format!("unknown Debezium op `{op_text}` (expected c, u, d, r, t or m)"))?;
         if op == Op::Truncate {
             stats.truncates += 1;
+            b.truncates.push(origin);
             return Ok(());
         }
         let row_schema = match schema {
@@ -426,6 +440,17 @@ impl Decoder {
         self.last_schema = Some((text.into(), parsed.clone()));
         Ok(parsed)
     }
+}
+
+/// The field names of a Debezium record key (`{"schema","payload"}` or a bare object), in order.
+fn key_field_names(key: &str) -> Option<Vec<String>> {
+    let v: serde_json::Value = serde_json::from_str(key).ok()?;
+    let obj = match v.get("payload") {
+        Some(p) if v.get("schema").is_some() => p.as_object()?.clone(),
+        _ => v.as_object()?.clone(),
+    };
+    let names: Vec<String> = obj.keys().cloned().collect();
+    (!names.is_empty()).then_some(names)
 }
 
 fn dead_letter(i: usize, reason: String) -> DeadLetter {
@@ -957,6 +982,8 @@ struct BatchBuilder {
     before: SideBuilder,
     /// Rows whose decoding failed half-way: dropped at the end.
     rejected: Vec<usize>,
+    toast: Vec<(u32, Arc<str>)>,
+    truncates: Vec<u32>,
 }
 
 impl BatchBuilder {
@@ -970,6 +997,8 @@ impl BatchBuilder {
             after: SideBuilder::default(),
             before: SideBuilder::default(),
             rejected: Vec::new(),
+            toast: Vec::new(),
+            truncates: Vec::new(),
         }
     }
 
@@ -1003,6 +1032,7 @@ impl BatchBuilder {
         stats: &mut DecodeStats,
     ) -> Result<(), String> {
         let row = self.ops.len() - 1;
+        let origin = self.origins[row];
         let sb = match side {
             Side::After => &mut self.after,
             Side::Before => &mut self.before,
@@ -1013,6 +1043,9 @@ impl BatchBuilder {
         {
             stats.toast_placeholders += 1;
             v = Json::Null;
+            if matches!(side, Side::After) {
+                self.toast.push((origin, Arc::from(name)));
+            }
         }
         let hint = ctx.hints.and_then(|h| h.fields.get(name).copied());
         let idx = match sb.index.get(name) {
@@ -1070,6 +1103,7 @@ impl BatchBuilder {
             sources: pick(self.sources, &keep),
             origins: pick(self.origins, &keep),
             tables: self.tables,
+            toast: self.toast,
         }
     }
 }

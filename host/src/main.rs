@@ -99,6 +99,9 @@ struct Common {
     /// Pipeline id written to `_pipeline_id` and snapshot summaries.
     #[arg(long, global = true)]
     pipeline_id: Option<String>,
+    /// `append` (the change log) or `mirror` (one row per source key) — `[table] mode`.
+    #[arg(long, global = true)]
+    table_mode: Option<cdc_host::config::TableMode>,
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]
     log_json: bool,
@@ -163,6 +166,9 @@ fn config(common: &Common, run: &RunArgs) -> Result<Config> {
     }
     if let Some(v) = &common.pipeline_id {
         cfg.pipeline_id = v.clone();
+    }
+    if let Some(v) = common.table_mode {
+        cfg.table.mode = v;
     }
     if let Some(v) = run.batch_size {
         cfg.sink.batch_size = v;

@@ -15,13 +15,14 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::change::{ChangeBatch, DeadLetter, Op, RawBatch};
-use crate::config::{Config, FilterConfig};
+use crate::config::{Config, FilterConfig, TableMode};
 use crate::decode::{DecodeStats, Decoder};
 use crate::error::PipelineError;
 use crate::metrics::Metrics;
 use crate::schema::{ColType, parse_transform, parse_type};
 use crate::sink::catalog::Catalog;
 use crate::sink::commit::committed_positions;
+use crate::sink::mirror::{self, MirrorEvents};
 use crate::sink::table::{METADATA_COLUMNS, TableSpec};
 use crate::sink::tables::{Tables, TablesConfig, top_reasons};
 use crate::sink::{catalog, compression_property, dead_letter, parquet_properties, table};
@@ -89,6 +90,8 @@ pub fn table_spec(cfg: &Config, chain: Option<&Chain>) -> Result<TableSpec, Pipe
         partition: Vec::new(),
         sort: cfg.table.sort.clone(),
         properties: cfg.table.properties.clone().into_iter().collect(),
+        // A mirror table's configured key; a key taken from the records is set when it first arrives.
+        identifier: if cfg.table.mode == TableMode::Mirror { cfg.table.key.clone() } else { Vec::new() },
     };
     for c in &cfg.table.columns {
         let ty = parse_type(&c.ty)
@@ -144,6 +147,8 @@ struct Work {
     filtered: u64,
     /// Identity of the chain that processed this batch.
     chain_id: Arc<str>,
+    /// A mirror table's keyed events (taken before the chain).
+    mirror: Option<MirrorEvents>,
 }
 
 /// Messages from the worker thread to the writer.
@@ -275,6 +280,12 @@ pub async fn run<S: Source + 'static>(
     });
     let batch_size = cfg.sink.batch_size;
     let decimal = cfg.decode.decimal_handling;
+    let mirror_mode = cfg.table.mode == TableMode::Mirror;
+    // The key: configured, else the table's identifier fields, else the record keys' fields.
+    let table_key =
+        if cfg.table.key.is_empty() { table::identifier_fields(&table) } else { cfg.table.key.clone() };
+    let key_types = declared.clone();
+    let truncates_wanted = cfg.filter.operations.is_empty() || cfg.filter.operations.iter().any(|o| o == "t");
     let filter = EventFilter::new(&cfg.filter);
     let source_name = source.name().to_string();
     let stop = options.stop.clone();
@@ -327,6 +338,15 @@ pub async fn run<S: Source + 'static>(
                                 break;
                             }
                         };
+                        let mirror = mirror_mode.then(|| {
+                            let key = match (&table_key, &decoded.key_fields) {
+                                (k, _) if !k.is_empty() => k.clone(),
+                                (_, Some(k)) => k.clone(),
+                                _ => Vec::new(),
+                            };
+                            let truncates = if truncates_wanted { decoded.truncates } else { Vec::new() };
+                            mirror::key_events(&mut batch, truncates, &key, &key_types, &mut dead)
+                        });
                         let chain_stats = chain.apply_at(&mut batch, &mut dead, &|o| raw.position(o as usize));
                         let work = Work {
                             raw,
@@ -336,6 +356,7 @@ pub async fn run<S: Source + 'static>(
                             chain: chain_stats,
                             filtered,
                             chain_id: chain_id.clone(),
+                            mirror,
                         };
                         if tx.blocking_send(Msg::Work(Box::new(work))).is_err() {
                             break;
@@ -380,6 +401,7 @@ pub async fn run<S: Source + 'static>(
         commit_bytes: cfg.sink.commit_bytes,
         interval: Duration::from_secs(cfg.sink.processing_interval_seconds),
         maintenance: cfg.maintenance.clone(),
+        mirror: mirror_mode,
     };
     let mut tables =
         Tables::new(catalog, table, dlq, tables_cfg, chain_id.clone(), metrics.clone(), committed_tx);
@@ -416,8 +438,8 @@ pub async fn run<S: Source + 'static>(
             }
             Some(Msg::Work(work)) => {
                 record_stats(&mut summary, metrics, &work);
-                let Work { raw, batch, dead, chain_id, .. } = *work;
-                tables.accept(&raw, batch, dead, chain_id).await
+                let Work { raw, batch, dead, chain_id, mirror, .. } = *work;
+                tables.accept(&raw, batch, dead, chain_id, mirror).await
             }
         };
         let result = match result {

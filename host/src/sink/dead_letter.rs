@@ -31,6 +31,7 @@ pub fn spec(ident: TableIdent) -> TableSpec {
         partition: Vec::new(),
         sort: Vec::new(),
         properties: HashMap::new(),
+        identifier: Vec::new(),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod commit;
 pub mod dead_letter;
 pub mod maintain;
+pub mod mirror;
 pub mod table;
 pub mod table_sink;
 pub mod tables;

@@ -31,6 +31,8 @@ pub struct TableSpec {
     pub partition: Vec<(String, Transform)>,
     pub sort: Vec<String>,
     pub properties: HashMap<String, String>,
+    /// Identifier fields (a mirror table's key): required columns.
+    pub identifier: Vec<String>,
 }
 
 impl TableSpec {
@@ -47,14 +49,25 @@ impl TableSpec {
             .iter()
             .enumerate()
             .map(|(i, (name, ty, doc))| {
-                let mut f = NestedField::optional(i as i32 + 1, name, ty.iceberg_type());
+                let mut f = if self.identifier.contains(name) {
+                    NestedField::required(i as i32 + 1, name, ty.iceberg_type())
+                } else {
+                    NestedField::optional(i as i32 + 1, name, ty.iceberg_type())
+                };
                 if let Some(d) = doc {
                     f = f.with_doc(d);
                 }
                 f.into()
             })
             .collect::<Vec<_>>();
-        Schema::builder().with_schema_id(0).with_fields(fields).build()
+        let ids: Vec<i32> = self
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, (n, _, _))| self.identifier.contains(n))
+            .map(|(i, _)| i as i32 + 1)
+            .collect();
+        Schema::builder().with_schema_id(0).with_identifier_field_ids(ids).with_fields(fields).build()
     }
 }
 
@@ -175,6 +188,63 @@ pub async fn add_columns(
     let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
     tracing::info!(table = %ident, columns = ?names, "added columns to the table");
     Ok(table)
+}
+
+/// Makes `names` the table's identifier fields (required columns), unless they already are.
+pub async fn set_identifier_fields(
+    catalog: &Catalog,
+    table: Table,
+    names: &[String],
+) -> Result<Table, SinkError> {
+    let ident = table.identifier().clone();
+    commit::update_metadata(catalog, table, |base| {
+        let metadata = base.metadata();
+        let current = metadata.current_schema();
+        let mut ids = Vec::new();
+        for n in names {
+            let f = current.field_by_name(n).ok_or_else(|| SinkError::Shape {
+                table: ident.to_string(),
+                message: format!("key column `{n}` is not a column of the table"),
+            })?;
+            ids.push(f.id);
+        }
+        let mut have: Vec<i32> = current.identifier_field_ids().collect();
+        have.sort_unstable();
+        let mut want = ids.clone();
+        want.sort_unstable();
+        if have == want {
+            return Ok(Vec::new());
+        }
+        let fields: Vec<_> = current
+            .as_struct()
+            .fields()
+            .iter()
+            .map(|f| {
+                if ids.contains(&f.id) && !f.required {
+                    let mut r = (**f).clone();
+                    r.required = true;
+                    r.into()
+                } else {
+                    f.clone()
+                }
+            })
+            .collect();
+        let schema_id = metadata.schemas_iter().map(|s| s.schema_id()).max().unwrap_or(0) + 1;
+        let schema = Schema::builder()
+            .with_schema_id(schema_id)
+            .with_identifier_field_ids(ids)
+            .with_fields(fields)
+            .build()
+            .map_err(catalog_err(format!("building the new schema of {ident}")))?;
+        Ok(vec![TableUpdate::AddSchema { schema }, TableUpdate::SetCurrentSchema { schema_id: -1 }])
+    })
+    .await
+}
+
+/// The names of the table's identifier fields.
+pub fn identifier_fields(table: &Table) -> Vec<String> {
+    let schema = table.metadata().current_schema();
+    schema.identifier_field_ids().filter_map(|id| schema.name_by_field_id(id).map(str::to_string)).collect()
 }
 
 /// The host types of the table's current columns.

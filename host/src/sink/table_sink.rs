@@ -232,6 +232,21 @@ impl TableSink {
             }
             return Ok(None);
         }
+        let n = files.len() as u64;
+        self.commit_op(chain, Append { files }, rows, n).await
+    }
+
+    /// Commits `op` (whose files are already written) with the pending positions, fenced; counts
+    /// `rows` and `data_files`. A failure deletes the op's files (unless the outcome is unknown) and
+    /// stops the sink.
+    pub async fn commit_op<O: FilesOp>(
+        &mut self,
+        chain: &str,
+        op: O,
+        rows: u64,
+        data_files: u64,
+    ) -> Result<Option<Committed>, SinkError> {
+        self.check()?;
         let fence = Fence {
             pipeline_id: self.pipeline_id.clone(),
             starts: self.pending.iter().map(|(s, (first, _))| (s.clone(), *first)).collect(),
@@ -243,8 +258,6 @@ impl TableSink {
             properties: Default::default(),
             fence: Some(fence.clone()),
         };
-        let n = files.len() as u64;
-        let op = Append { files };
         match commit::commit(&self.catalog, self.table.clone(), &op, &meta).await {
             Ok(c) => {
                 self.table = c.table.clone();
@@ -253,13 +266,13 @@ impl TableSink {
                 self.state = State::Idle;
                 self.stats.rows_committed += rows;
                 self.stats.commits += 1;
-                self.stats.data_files += n;
+                self.stats.data_files += data_files;
                 Ok(Some(c))
             }
             Err(e) => {
                 // Every commit failure stops the run: the table's positions say where to resume.
                 if !matches!(e, SinkError::CommitUnknown { .. }) {
-                    for f in &op.files {
+                    for f in op.written_files() {
                         let _ = self.table.file_io().delete(f.file_path()).await;
                     }
                 }
@@ -267,5 +280,22 @@ impl TableSink {
                 Err(e)
             }
         }
+    }
+}
+
+/// A snapshot operation that adds files this sink wrote (deleted again when its commit fails).
+pub trait FilesOp: commit::SnapshotOperation {
+    fn written_files(&self) -> Vec<&iceberg::spec::DataFile>;
+}
+
+impl FilesOp for Append {
+    fn written_files(&self) -> Vec<&iceberg::spec::DataFile> {
+        self.files.iter().collect()
+    }
+}
+
+impl FilesOp for commit::RowDelta {
+    fn written_files(&self) -> Vec<&iceberg::spec::DataFile> {
+        self.data.iter().chain(&self.deletes).collect()
     }
 }

@@ -18,6 +18,7 @@ use super::catalog::Catalog;
 use super::commit::Positions;
 use super::dead_letter;
 use super::maintain::{self, MaintenancePolicy, MaintenanceReport};
+use super::mirror::{MirrorEvents, MirrorSink};
 use super::table;
 use super::table_sink::TableSink;
 use crate::change::{ChangeBatch, DeadLetter, RawBatch};
@@ -38,6 +39,8 @@ pub struct TablesConfig {
     pub commit_bytes: usize,
     pub interval: Duration,
     pub maintenance: MaintenancePolicy,
+    /// A mirror table (one row per key) rather than the change log.
+    pub mirror: bool,
 }
 
 /// Counters of a run, for its summary.
@@ -75,6 +78,9 @@ pub struct Tables {
     stats: TablesStats,
     commits_since_maintenance: u32,
     maintenance: Option<tokio::task::JoinHandle<Result<Vec<MaintenanceReport>, SinkError>>>,
+    /// A mirror table's index and pending changes (opened with the first batch, once the key is
+    /// known).
+    mirror: Option<MirrorSink>,
 }
 
 impl Tables {
@@ -116,6 +122,7 @@ impl Tables {
             stats: TablesStats::default(),
             commits_since_maintenance: 0,
             maintenance: None,
+            mirror: None,
         }
     }
 
@@ -131,7 +138,10 @@ impl Tables {
 
     /// Rows waiting for the next commit.
     pub fn pending_rows(&self) -> usize {
-        self.main.pending_rows()
+        match &self.mirror {
+            Some(m) => m.pending_rows(),
+            None => self.main.pending_rows(),
+        }
     }
 
     /// Counters since the tables opened.
@@ -152,7 +162,7 @@ impl Tables {
     /// Whether a commit trigger has fired.
     pub fn due(&self) -> bool {
         self.main.is_pending()
-            && (self.main.pending_rows() >= self.cfg.commit_rows
+            && (self.pending_rows() >= self.cfg.commit_rows
                 || self.pending_bytes >= self.cfg.commit_bytes
                 || self.last_commit.elapsed() >= self.cfg.interval)
     }
@@ -165,6 +175,7 @@ impl Tables {
         mut batch: ChangeBatch,
         mut dead: Vec<DeadLetter>,
         chain_id: Arc<str>,
+        mirror: Option<MirrorEvents>,
     ) -> Result<(), PipelineError> {
         if chain_id != self.chain_id {
             // Every commit holds rows of one chain: its snapshot summary names it.
@@ -181,7 +192,9 @@ impl Tables {
                 .retain(&keep)
                 .map_err(|e| PipelineError::Internal(format!("skipping held records: {e}")))?;
         }
-        if !batch.is_empty() {
+        if let Some(events) = mirror {
+            self.accept_mirror(raw, batch, &mut dead, &takes, events).await?;
+        } else if !batch.is_empty() {
             self.evolve(&batch).await?;
             let schema = self.main.arrow_schema().await?;
             match self.encoder.encode(&batch, &schema, now_micros()) {
@@ -200,7 +213,7 @@ impl Tables {
             self.pending_ts_ms = self.pending_ts_ms.max(newest);
         }
         self.main.track(raw, &takes);
-        self.metrics.pending_rows.set(self.main.pending_rows() as i64);
+        self.metrics.pending_rows.set(self.pending_rows() as i64);
 
         let dlq_takes = self.dead_letters.takes(raw);
         dead.retain(|d| dlq_takes[d.origin as usize]);
@@ -216,6 +229,73 @@ impl Tables {
         }
         self.dead_letters.track(raw, &dlq_takes);
         self.pending_bytes += raw.buf.len();
+        Ok(())
+    }
+
+    /// A mirror table's share of [`Self::accept`]: every keyed event changes the key's row, in
+    /// source order.
+    async fn accept_mirror(
+        &mut self,
+        raw: &RawBatch,
+        batch: ChangeBatch,
+        dead: &mut Vec<DeadLetter>,
+        takes: &[bool],
+        mut events: MirrorEvents,
+    ) -> Result<(), PipelineError> {
+        events.events.retain(|e| takes[e.origin as usize]);
+        events.truncates.retain(|&o| takes[o as usize]);
+        if events.events.is_empty() && events.truncates.is_empty() {
+            return Ok(());
+        }
+        self.open_mirror(&events.key_columns).await?;
+        let mut rows = None;
+        if !batch.is_empty() {
+            self.evolve(&batch).await?;
+            let schema = self.main.arrow_schema().await?;
+            // Unsorted: row i is the event of `batch.origins[i]`; the commit sorts.
+            match Encoder::new(self.cfg.pipeline_id.clone(), Vec::new()).encode(&batch, &schema, now_micros())
+            {
+                Ok(r) => rows = Some(r),
+                Err(reason) => {
+                    tracing::error!(events = batch.len(), error = %reason, "batch does not fit the table; sent to the dead-letter table");
+                    dead.extend(batch.origins.iter().map(|&origin| DeadLetter {
+                        origin,
+                        stage: "encode",
+                        plugin: None,
+                        reason: reason.clone(),
+                    }));
+                }
+            }
+            let newest = batch.sources.iter().map(|s| s.ts_ms).max().unwrap_or(0);
+            self.pending_ts_ms = self.pending_ts_ms.max(newest);
+        }
+        let _ = raw;
+        let table = self.main.table().clone();
+        let mirror = self.mirror.as_mut().expect("opened");
+        mirror.apply(&table, &events.events, &events.truncates, &batch.origins, rows, &batch.toast).await?;
+        Ok(())
+    }
+
+    /// Opens the mirror (once): the key columns become the table's identifier fields, and the key
+    /// index is rebuilt from the table.
+    async fn open_mirror(&mut self, key_columns: &[String]) -> Result<(), PipelineError> {
+        if let Some(m) = &self.mirror {
+            if m.key_columns() != key_columns {
+                return Err(PipelineError::Internal(format!(
+                    "mirror table key changed from {:?} to {key_columns:?}",
+                    m.key_columns()
+                )));
+            }
+            return Ok(());
+        }
+        if table::identifier_fields(self.main.table()) != key_columns {
+            let t =
+                table::set_identifier_fields(&self.catalog, self.main.table().clone(), key_columns).await?;
+            drop(t);
+            self.main.reload().await?;
+        }
+        let m = MirrorSink::open(self.main.table(), key_columns.to_vec(), self.cfg.sort.clone()).await?;
+        self.mirror = Some(m);
         Ok(())
     }
 
@@ -250,10 +330,16 @@ impl Tables {
             return Ok(());
         }
         let chain = self.chain_id.to_string();
-        let rows = self.main.pending_rows() as u64;
+        let rows = self.pending_rows() as u64;
         let before = self.main.stats();
         self.dead_letters.commit(&chain, false).await?;
-        let Some(committed) = self.main.commit(&chain, true).await? else { return Ok(()) };
+        let committed = match self.mirror.as_mut() {
+            Some(m) => {
+                m.flush(&mut self.main, &chain, self.cfg.props.clone(), self.cfg.target_file_size).await?
+            }
+            None => self.main.commit(&chain, true).await?,
+        };
+        let Some(committed) = committed else { return Ok(()) };
         let after = self.main.stats();
         let files = after.data_files - before.data_files;
         self.dead_letters.raise_floor(&committed.positions);
@@ -296,7 +382,13 @@ impl Tables {
         self.commits_since_maintenance = 0;
         let catalog = self.catalog.clone();
         let tables = [self.main.table().clone(), self.dead_letters.table().clone()];
-        let policy = policy.clone();
+        let mut policy = policy.clone();
+        if self.mirror.is_some() {
+            // Compaction would move rows the key index points at: a mirror host does not compact
+            // its own table in the background (`cdc-host maintain` may; the host then stops at its
+            // next commit, which finds the files gone, and a restart rebuilds the index).
+            policy.min_input_files = usize::MAX;
+        }
         self.maintenance = Some(tokio::spawn(async move {
             let mut reports = Vec::new();
             for t in tables {
@@ -322,6 +414,9 @@ impl Tables {
         }
         self.main.reload().await?;
         self.dead_letters.reload().await?;
+        if let Some(m) = self.mirror.as_mut() {
+            m.rebase(self.main.table());
+        }
         Ok(())
     }
 

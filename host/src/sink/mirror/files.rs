@@ -1,0 +1,247 @@
+//! The files of a mirror commit: data files whose row positions are known (each row's key is filed
+//! at its position), position-delete files (format v2, sorted by path and position, one per
+//! partition of the data files they point into), and reading committed files back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, RecordBatchReader, StringArray, UInt32Array};
+use arrow_schema::{Field, Schema as ArrowSchema};
+use iceberg::arrow::{RecordBatchPartitionSplitter, schema_to_arrow_schema};
+use iceberg::spec::{
+    DataContentType, DataFile, DataFileFormat, NestedField, PartitionKey, PrimitiveType, Schema, Struct, Type,
+};
+use iceberg::table::Table;
+use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::properties::WriterProperties;
+
+use super::Key;
+use crate::error::SinkError;
+
+/// Field ids of the position-delete schema (Iceberg spec, reserved).
+const FILE_PATH_ID: i32 = 2147483546;
+const POS_ID: i32 = 2147483545;
+
+fn write_err(table: &Table) -> impl Fn(iceberg::Error) -> SinkError + '_ {
+    move |source| SinkError::Write { table: table.identifier().to_string(), source: Box::new(source) }
+}
+
+fn shape(table: &Table, message: String) -> SinkError {
+    SinkError::Shape { table: table.identifier().to_string(), message }
+}
+
+/// A written data row: its key and where it landed.
+pub struct Placed {
+    pub key: Key,
+    pub file: usize,
+    pub pos: u64,
+}
+
+/// Writes `rows` (the table's current Arrow schema, already sorted) as data files of the default
+/// spec; returns the files and, per row, the file (index into the files) and position it landed at.
+pub async fn write_data(
+    table: &Table,
+    props: WriterProperties,
+    target_file_size: usize,
+    rows: RecordBatch,
+    keys: Vec<Key>,
+) -> Result<(Vec<DataFile>, Vec<Placed>), SinkError> {
+    let err = write_err(table);
+    let metadata = table.metadata();
+    let schema = metadata.current_schema().clone();
+    let spec = metadata.default_partition_spec().clone();
+    let names =
+        DefaultFileNameGenerator::new(format!("cdc-{}", uuid::Uuid::new_v4()), None, DataFileFormat::Parquet);
+    let location = DefaultLocationGenerator::new(metadata).map_err(&err)?;
+    let builder = DataFileWriterBuilder::new(RollingFileWriterBuilder::new(
+        ParquetWriterBuilder::new(props, schema.clone()),
+        target_file_size,
+        table.file_io().clone(),
+        location,
+        names,
+    ));
+    // Parts of one partition each, with the row numbers (in `rows`) they hold, in order.
+    let parts: Vec<(Option<PartitionKey>, RecordBatch, Vec<u32>)> = if spec.is_unpartitioned() {
+        let n = rows.num_rows() as u32;
+        vec![(None, rows, (0..n).collect())]
+    } else {
+        let mut fields = rows.schema().fields().to_vec();
+        let ncols = fields.len();
+        fields.push(Arc::new(Field::new("__cdc_row", arrow_schema::DataType::UInt32, false)));
+        let mut columns = rows.columns().to_vec();
+        columns.push(Arc::new(UInt32Array::from_iter_values(0..rows.num_rows() as u32)) as ArrayRef);
+        let numbered = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns)
+            .map_err(|e| shape(table, format!("numbering rows: {e}")))?;
+        let splitter =
+            RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec.clone())
+                .map_err(&err)?;
+        let mut parts = Vec::new();
+        for (key, part) in splitter.split(&numbered).map_err(&err)? {
+            let numbers = part
+                .column(ncols)
+                .as_any()
+                .downcast_ref::<UInt32Array>()
+                .ok_or_else(|| shape(table, "row numbers lost in partitioning".into()))?
+                .values()
+                .to_vec();
+            let part =
+                part.project(&(0..ncols).collect::<Vec<_>>()).map_err(|e| shape(table, e.to_string()))?;
+            parts.push((Some(key), part, numbers));
+        }
+        parts
+    };
+    let mut keys: Vec<Option<Key>> = keys.into_iter().map(Some).collect();
+    let mut files = Vec::new();
+    let mut placed = Vec::with_capacity(keys.len());
+    for (pk, part, numbers) in parts {
+        let mut writer = builder.build(pk).await.map_err(&err)?;
+        writer.write(part).await.map_err(&err)?;
+        let written = writer.close().await.map_err(&err)?;
+        // Files are returned in the order they were rolled: positions run on across them.
+        let mut numbers = numbers.into_iter();
+        for f in written {
+            let idx = files.len();
+            for pos in 0..f.record_count() {
+                let n = numbers.next().ok_or_else(|| shape(table, "more rows written than given".into()))?;
+                let key =
+                    keys[n as usize].take().ok_or_else(|| shape(table, "a row was written twice".into()))?;
+                placed.push(Placed { key, file: idx, pos });
+            }
+            files.push(f);
+        }
+        if numbers.next().is_some() {
+            return Err(shape(table, "fewer rows written than given".into()));
+        }
+    }
+    Ok((files, placed))
+}
+
+/// The Iceberg schema of position-delete files.
+fn delete_schema() -> Result<Schema, iceberg::Error> {
+    Schema::builder()
+        .with_fields(vec![
+            NestedField::required(FILE_PATH_ID, "file_path", Type::Primitive(PrimitiveType::String)).into(),
+            NestedField::required(POS_ID, "pos", Type::Primitive(PrimitiveType::Long)).into(),
+        ])
+        .build()
+}
+
+/// Positions to delete in one data file, with the partition the file belongs to.
+pub struct FileDeletes {
+    pub spec_id: i32,
+    pub partition: Struct,
+    pub positions: BTreeSet<u64>,
+}
+
+/// Writes position-delete files: one per partition (of the referenced data files), rows sorted by
+/// (path, position).
+pub async fn write_deletes(
+    table: &Table,
+    props: WriterProperties,
+    deletes: &BTreeMap<Arc<str>, FileDeletes>,
+) -> Result<Vec<DataFile>, SinkError> {
+    let err = write_err(table);
+    let metadata = table.metadata();
+    let schema = Arc::new(delete_schema().map_err(&err)?);
+    let arrow_schema = Arc::new(schema_to_arrow_schema(&schema).map_err(&err)?);
+    type Group<'a> = Vec<(&'a Arc<str>, &'a FileDeletes)>;
+    let mut groups: BTreeMap<(i32, String), Group<'_>> = BTreeMap::new();
+    for (path, d) in deletes {
+        // Struct has no order: group by its debug form (stable within a run).
+        groups.entry((d.spec_id, format!("{:?}", d.partition))).or_default().push((path, d));
+    }
+    let mut out = Vec::new();
+    for ((spec_id, _), files) in groups {
+        let spec = metadata.partition_spec_by_id(spec_id).ok_or_else(|| {
+            shape(table, format!("partition spec {spec_id} is not in the table's metadata"))
+        })?;
+        let partition = files[0].1.partition.clone();
+        let pk = (!spec.is_unpartitioned()).then(|| {
+            PartitionKey::new((**spec).clone(), metadata.current_schema().clone(), partition.clone())
+        });
+        let mut paths = Vec::new();
+        let mut positions = Vec::new();
+        // `deletes` is a BTreeMap: paths come sorted, and so do each file's positions.
+        for (path, d) in &files {
+            for &p in &d.positions {
+                paths.push(path.as_ref());
+                positions.push(p as i64);
+            }
+        }
+        let batch = RecordBatch::try_new(
+            arrow_schema.clone(),
+            vec![Arc::new(StringArray::from(paths)), Arc::new(Int64Array::from(positions))],
+        )
+        .map_err(|e| shape(table, format!("position deletes: {e}")))?;
+        let names = DefaultFileNameGenerator::new(
+            format!("cdc-deletes-{}", uuid::Uuid::new_v4()),
+            None,
+            DataFileFormat::Parquet,
+        );
+        let location = DefaultLocationGenerator::new(metadata).map_err(&err)?;
+        let mut writer = RollingFileWriterBuilder::new(
+            ParquetWriterBuilder::new(props.clone(), schema.clone()),
+            usize::MAX,
+            table.file_io().clone(),
+            location,
+            names,
+        )
+        .build();
+        writer.write(&pk, &batch).await.map_err(&err)?;
+        for mut b in writer.close().await.map_err(&err)? {
+            b.content(DataContentType::PositionDeletes);
+            b.partition(partition.clone());
+            b.partition_spec_id(spec_id);
+            if files.len() == 1 {
+                b.referenced_data_file(Some(files[0].0.to_string()));
+            }
+            out.push(b.build().map_err(|e| shape(table, format!("delete file: {e}")))?);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the columns `names` of a committed Parquet file (those it has), whole.
+pub async fn read_columns(table: &Table, path: &str, names: &[&str]) -> Result<RecordBatch, SinkError> {
+    let err = |e: String| shape(table, format!("reading {path}: {e}"));
+    let bytes = table
+        .file_io()
+        .new_input(path)
+        .map_err(|e| err(e.to_string()))?
+        .read()
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| err(e.to_string()))?;
+    let roots: Vec<usize> = builder
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| names.contains(&f.name().as_str()))
+        .map(|(i, _)| i)
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader =
+        builder.with_projection(mask).with_batch_size(64 * 1024).build().map_err(|e| err(e.to_string()))?;
+    let schema = reader.schema();
+    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().map_err(|e| err(e.to_string()))?;
+    arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| err(e.to_string()))
+}
+
+/// The (path, position) rows of a position-delete file.
+pub async fn read_deletes(table: &Table, path: &str) -> Result<Vec<(String, u64)>, SinkError> {
+    let batch = read_columns(table, path, &["file_path", "pos"]).await?;
+    let bad = || shape(table, format!("{path} is not a position-delete file"));
+    let paths = batch.column_by_name("file_path").ok_or_else(bad)?;
+    let paths = arrow_cast::cast(paths, &arrow_schema::DataType::Utf8).map_err(|_| bad())?;
+    let paths = paths.as_any().downcast_ref::<StringArray>().ok_or_else(bad)?;
+    let pos = batch.column_by_name("pos").ok_or_else(bad)?;
+    let pos = pos.as_any().downcast_ref::<Int64Array>().ok_or_else(bad)?;
+    Ok((0..batch.num_rows()).map(|i| (paths.value(i).to_string(), pos.value(i) as u64)).collect())
+}

@@ -1,0 +1,439 @@
+//! One mirror table's pending changes: the key index, the rows of this commit (in memory until the
+//! commit, so a key changed twice before a commit is written once), and the positions to delete.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, new_null_array};
+use arrow_cast::cast;
+use arrow_ord::sort::{SortColumn, SortOptions, lexsort_to_indices};
+use arrow_select::concat::concat_batches;
+use arrow_select::filter::filter_record_batch;
+use arrow_select::interleave::interleave;
+use arrow_select::take::take_record_batch;
+use iceberg::spec::{DataContentType, ManifestContentType, Struct};
+use iceberg::table::Table;
+use parquet::file::properties::WriterProperties;
+
+use super::files::{self, FileDeletes};
+use super::index::{KeyIndex, Location};
+use super::{Key, KeyedEvent, encode_keys, key_strings};
+use crate::error::SinkError;
+use crate::sink::commit::{Committed, RowDelta};
+use crate::sink::table;
+use crate::sink::table_sink::TableSink;
+
+/// A committed data file the index points into.
+struct FileMeta {
+    path: Arc<str>,
+    spec_id: i32,
+    partition: Struct,
+}
+
+/// Rows of one accepted batch, waiting for the commit.
+struct PendingBatch {
+    rows: RecordBatch,
+    /// Per row: its key while the row is live (the key's current row).
+    keys: Vec<Option<Key>>,
+}
+
+/// What a mirror commit will change.
+pub struct MirrorSink {
+    key_columns: Vec<String>,
+    index: KeyIndex,
+    files: Vec<FileMeta>,
+    file_ids: HashMap<Arc<str>, u32>,
+    batches: Vec<PendingBatch>,
+    live_rows: usize,
+    /// Data file id → positions of rows no longer live.
+    deletes: BTreeMap<u32, BTreeSet<u64>>,
+    /// The snapshot the index reflects.
+    snapshot: Option<i64>,
+    sort: Vec<String>,
+}
+
+fn shape(table: &Table, message: String) -> SinkError {
+    SinkError::Shape { table: table.identifier().to_string(), message }
+}
+
+impl MirrorSink {
+    /// Opens the mirror of `table` keyed by `key_columns`: rebuilds the index from the table's
+    /// current snapshot (key columns of every live row, position deletes applied).
+    pub async fn open(table: &Table, key_columns: Vec<String>, sort: Vec<String>) -> Result<Self, SinkError> {
+        let started = std::time::Instant::now();
+        let mut m = Self {
+            key_columns,
+            index: KeyIndex::default(),
+            files: Vec::new(),
+            file_ids: HashMap::new(),
+            batches: Vec::new(),
+            live_rows: 0,
+            deletes: BTreeMap::new(),
+            snapshot: table.metadata().current_snapshot_id(),
+            sort,
+        };
+        let Some(current) = table.metadata().current_snapshot() else { return Ok(m) };
+        let ctx = |what: &str, e: iceberg::Error| SinkError::Catalog {
+            context: format!("{what} of {}", table.identifier()),
+            source: Box::new(e),
+        };
+        let list = table
+            .manifest_list_reader(current)
+            .load()
+            .await
+            .map_err(|e| ctx("reading the manifest list", e))?;
+        let mut data = Vec::new();
+        let mut delete_files = Vec::new();
+        for mf in list.consume_entries() {
+            let manifest =
+                mf.load_manifest(table.file_io()).await.map_err(|e| ctx("reading a manifest", e))?;
+            for e in manifest.entries().iter().filter(|e| e.is_alive()) {
+                match (mf.content, e.data_file().content_type()) {
+                    (ManifestContentType::Data, _) => data.push((
+                        e.file_path().to_string(),
+                        mf.partition_spec_id,
+                        e.data_file().partition().clone(),
+                    )),
+                    (_, DataContentType::PositionDeletes) => delete_files.push(e.file_path().to_string()),
+                    (_, other) => {
+                        return Err(shape(
+                            table,
+                            format!("a mirror table cannot hold {other:?} files ({})", e.file_path()),
+                        ));
+                    }
+                }
+            }
+        }
+        let mut deleted: HashMap<String, BTreeSet<u64>> = HashMap::new();
+        for path in &delete_files {
+            for (p, pos) in files::read_deletes(table, path).await? {
+                deleted.entry(p).or_default().insert(pos);
+            }
+        }
+        let types = table::column_types(table);
+        let key_columns = m.key_columns.clone();
+        let names: Vec<&str> = key_columns.iter().map(String::as_str).collect();
+        let mut duplicates = 0u64;
+        for (path, spec_id, partition) in data {
+            let id = m.file_id(Arc::from(path.as_str()), spec_id, partition);
+            let batch = files::read_columns(table, &path, &names).await?;
+            let mut columns = Vec::new();
+            for n in &names {
+                let c = batch
+                    .column_by_name(n)
+                    .ok_or_else(|| shape(table, format!("data file {path} has no key column `{n}`")))?;
+                columns.push(key_strings(c, types.get(*n).copied()).map_err(|e| shape(table, e))?);
+            }
+            let gone = deleted.get(&path);
+            for (pos, key) in encode_keys(&columns, batch.num_rows()).into_iter().enumerate() {
+                let pos = pos as u64;
+                if gone.is_some_and(|g| g.contains(&pos)) {
+                    continue;
+                }
+                let Some(key) = key else { continue };
+                if let Some(Location::Committed { file, pos }) =
+                    m.index.insert(key, Location::Committed { file: id, pos })
+                {
+                    // Two live rows with one key (not written by a mirror host): the later one wins.
+                    duplicates += 1;
+                    m.deletes.entry(file).or_default().insert(pos);
+                }
+            }
+        }
+        if duplicates > 0 {
+            tracing::warn!(table = %table.identifier(), duplicates, "rows sharing a key: the next commit deletes all but one");
+        }
+        tracing::info!(
+            table = %table.identifier(),
+            keys = m.index.len(),
+            files = m.files.len(),
+            delete_files = delete_files.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "mirror key index rebuilt"
+        );
+        Ok(m)
+    }
+
+    /// The key columns.
+    pub fn key_columns(&self) -> &[String] {
+        &self.key_columns
+    }
+
+    /// Live rows waiting for the commit.
+    pub fn pending_rows(&self) -> usize {
+        self.live_rows
+    }
+
+    /// Keys in the table (after the pending changes).
+    pub fn keys(&self) -> usize {
+        self.index.len()
+    }
+
+    fn file_id(&mut self, path: Arc<str>, spec_id: i32, partition: Struct) -> u32 {
+        if let Some(&id) = self.file_ids.get(&path) {
+            return id;
+        }
+        let id = self.files.len() as u32;
+        self.files.push(FileMeta { path: path.clone(), spec_id, partition });
+        self.file_ids.insert(path, id);
+        id
+    }
+
+    /// The row at `loc` is no longer the key's row.
+    fn kill(&mut self, loc: Location) {
+        match loc {
+            Location::Pending { batch, row } => {
+                if self.batches[batch as usize].keys[row as usize].take().is_some() {
+                    self.live_rows -= 1;
+                }
+            }
+            Location::Committed { file, pos } => {
+                self.deletes.entry(file).or_default().insert(pos);
+            }
+        }
+    }
+
+    fn truncate(&mut self) {
+        let locs: Vec<Location> = self.index.iter().map(|(_, l)| l).collect();
+        for l in locs {
+            self.kill(l);
+        }
+        self.index.clear();
+    }
+
+    /// Applies one batch in source order. `events` are every keyed event of the batch (before the
+    /// chain); `rows` are the rows the chain kept (in the table's schema, unsorted), the event of
+    /// row `i` being `origins[i]`; `toast` names the columns that carried the TOAST placeholder.
+    pub async fn apply(
+        &mut self,
+        table: &Table,
+        events: &[KeyedEvent],
+        truncates: &[u32],
+        origins: &[u32],
+        rows: Option<RecordBatch>,
+        toast: &[(u32, Arc<str>)],
+    ) -> Result<(), SinkError> {
+        let b = self.batches.len() as u32;
+        let row_of: HashMap<u32, u32> = match &rows {
+            Some(_) => origins.iter().enumerate().map(|(i, &o)| (o, i as u32)).collect(),
+            None => HashMap::new(),
+        };
+        let n = rows.as_ref().map_or(0, RecordBatch::num_rows);
+        let pushed = rows.is_some();
+        if let Some(r) = rows {
+            self.batches.push(PendingBatch { rows: r, keys: vec![None; n] });
+        }
+        let mut toast_of: HashMap<u32, Vec<&str>> = HashMap::new();
+        for (o, c) in toast {
+            toast_of.entry(*o).or_default().push(c);
+        }
+        // Values the TOASTed cells take: (row, column) → one-value array.
+        let mut patches: HashMap<(u32, String), ArrayRef> = HashMap::new();
+        let mut file_cache: HashMap<u32, RecordBatch> = HashMap::new();
+        let mut truncates = truncates.iter().copied().peekable();
+        for ev in events {
+            while truncates.peek().is_some_and(|&t| t < ev.origin) {
+                truncates.next();
+                self.truncate();
+            }
+            let row = if ev.delete { None } else { row_of.get(&ev.origin).copied() };
+            let Some(row) = row else {
+                // A delete, or a row the chain dropped or rejected: the key has no row.
+                if let Some(old) = self.index.remove(&ev.key) {
+                    self.kill(old);
+                }
+                continue;
+            };
+            let old = self.index.get(&ev.key);
+            if let (Some(cols), Some(old)) = (toast_of.get(&ev.origin), old) {
+                for col in cols {
+                    let Some(v) = self.held_value(table, old, col, b, &patches, &mut file_cache).await?
+                    else {
+                        continue;
+                    };
+                    patches.insert((row, col.to_string()), v);
+                }
+            }
+            if let Some(old) = self.index.insert(ev.key.clone(), Location::Pending { batch: b, row }) {
+                self.kill(old);
+            }
+            self.batches[b as usize].keys[row as usize] = Some(ev.key.clone());
+            self.live_rows += 1;
+        }
+        for _ in truncates {
+            self.truncate();
+        }
+        if !patches.is_empty() {
+            let pending = &mut self.batches[b as usize];
+            pending.rows = patch(&pending.rows, &patches)
+                .map_err(|e| shape(table, format!("keeping TOASTed values: {e}")))?;
+        }
+        if pushed && self.batches[b as usize].keys.iter().all(Option::is_none) {
+            self.batches.pop();
+        }
+        Ok(())
+    }
+
+    /// The value column `col` has in the key's current row at `loc` (`None`: the table has no such
+    /// column there).
+    async fn held_value(
+        &self,
+        table: &Table,
+        loc: Location,
+        col: &str,
+        current: u32,
+        patches: &HashMap<(u32, String), ArrayRef>,
+        cache: &mut HashMap<u32, RecordBatch>,
+    ) -> Result<Option<ArrayRef>, SinkError> {
+        Ok(match loc {
+            Location::Pending { batch, row } => {
+                if batch == current
+                    && let Some(v) = patches.get(&(row, col.to_string()))
+                {
+                    return Ok(Some(v.clone()));
+                }
+                self.batches[batch as usize].rows.column_by_name(col).map(|c| c.slice(row as usize, 1))
+            }
+            Location::Committed { file, pos } => {
+                let batch = match cache.entry(file) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        let all: Vec<&str> = table
+                            .metadata()
+                            .current_schema()
+                            .as_struct()
+                            .fields()
+                            .iter()
+                            .map(|f| f.name.as_str())
+                            .collect();
+                        e.insert(files::read_columns(table, &self.files[file as usize].path, &all).await?)
+                    }
+                };
+                batch.column_by_name(col).map(|c| c.slice(pos as usize, 1))
+            }
+        })
+    }
+
+    /// Whether the next commit changes the table.
+    pub fn has_changes(&self) -> bool {
+        self.live_rows > 0 || !self.deletes.is_empty()
+    }
+
+    /// Commits the pending rows and deletes as one row delta through `sink` (fenced, with the
+    /// positions it tracks); a positions-only snapshot when nothing changed.
+    pub async fn flush(
+        &mut self,
+        sink: &mut TableSink,
+        chain: &str,
+        props: WriterProperties,
+        target_file_size: usize,
+    ) -> Result<Option<Committed>, SinkError> {
+        if !self.has_changes() {
+            self.batches.clear();
+            return sink.commit(chain, true).await;
+        }
+        let table = sink.table().clone();
+        // The live rows, sorted by the sort order.
+        let mut parts = Vec::new();
+        let mut keys = Vec::with_capacity(self.live_rows);
+        for p in std::mem::take(&mut self.batches) {
+            let mask: BooleanArray = p.keys.iter().map(|k| Some(k.is_some())).collect();
+            parts.push(filter_record_batch(&p.rows, &mask).map_err(|e| shape(&table, e.to_string()))?);
+            keys.extend(p.keys.into_iter().flatten());
+        }
+        let data_count = keys.len() as u64;
+        let (data, placed) = if keys.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let schema = parts[0].schema();
+            let rows = concat_batches(&schema, &parts).map_err(|e| shape(&table, e.to_string()))?;
+            let (rows, keys) = self.sorted(rows, keys).map_err(|e| shape(&table, e))?;
+            files::write_data(&table, props.clone(), target_file_size, rows, keys).await?
+        };
+        let mut by_path: BTreeMap<Arc<str>, FileDeletes> = BTreeMap::new();
+        for (file, positions) in std::mem::take(&mut self.deletes) {
+            let f = &self.files[file as usize];
+            by_path.insert(
+                f.path.clone(),
+                FileDeletes { spec_id: f.spec_id, partition: f.partition.clone(), positions },
+            );
+        }
+        let deletes = files::write_deletes(&table, props, &by_path).await?;
+        let new_files: Vec<(Arc<str>, Struct)> =
+            data.iter().map(|f| (Arc::from(f.file_path()), f.partition().clone())).collect();
+        let op = RowDelta {
+            data,
+            deletes,
+            referenced: by_path.keys().map(|p| p.to_string()).collect(),
+            starting_snapshot: self.snapshot,
+        };
+        let n = op.data.len() as u64;
+        let committed = sink.commit_op(chain, op, data_count, n).await?;
+        let spec_id = table.metadata().default_partition_spec_id();
+        let ids: Vec<u32> = new_files.into_iter().map(|(p, part)| self.file_id(p, spec_id, part)).collect();
+        for p in placed {
+            self.index.insert(p.key, Location::Committed { file: ids[p.file], pos: p.pos });
+        }
+        self.live_rows = 0;
+        self.snapshot = sink.table().metadata().current_snapshot_id();
+        Ok(committed)
+    }
+
+    fn sorted(&self, rows: RecordBatch, keys: Vec<Key>) -> Result<(RecordBatch, Vec<Key>), String> {
+        let columns: Vec<SortColumn> = self
+            .sort
+            .iter()
+            .filter_map(|name| rows.column_by_name(name))
+            .map(|c| SortColumn {
+                values: c.clone(),
+                options: Some(SortOptions { descending: false, nulls_first: true }),
+            })
+            .collect();
+        if columns.is_empty() || rows.num_rows() < 2 {
+            return Ok((rows, keys));
+        }
+        let indices = lexsort_to_indices(&columns, None).map_err(|e| e.to_string())?;
+        let rows = take_record_batch(&rows, &indices).map_err(|e| e.to_string())?;
+        let mut keys: Vec<Option<Key>> = keys.into_iter().map(Some).collect();
+        let keys =
+            indices.values().iter().map(|&i| keys[i as usize].take().expect("each row once")).collect();
+        Ok((rows, keys))
+    }
+
+    /// The snapshot the index reflects, after someone else changed the table without moving rows
+    /// (e.g. snapshot expiry).
+    pub fn rebase(&mut self, table: &Table) {
+        self.snapshot = table.metadata().current_snapshot_id();
+    }
+}
+
+/// `rows` with the cells of `patches` ((row, column) → one value) replaced.
+fn patch(rows: &RecordBatch, patches: &HashMap<(u32, String), ArrayRef>) -> Result<RecordBatch, String> {
+    let schema = rows.schema();
+    let mut columns = rows.columns().to_vec();
+    for (c, field) in schema.fields().iter().enumerate() {
+        let mut values: Vec<ArrayRef> = Vec::new();
+        let mut indices: Vec<(usize, usize)> = (0..rows.num_rows()).map(|i| (0, i)).collect();
+        for ((row, col), v) in patches {
+            if col != field.name() {
+                continue;
+            }
+            let v = if v.data_type() == field.data_type() {
+                v.clone()
+            } else if v.null_count() == v.len() {
+                new_null_array(field.data_type(), 1)
+            } else {
+                cast(v, field.data_type()).map_err(|e| e.to_string())?
+            };
+            values.push(v);
+            indices[*row as usize] = (values.len(), 0);
+        }
+        if values.is_empty() {
+            continue;
+        }
+        let mut sources: Vec<&dyn Array> = vec![columns[c].as_ref()];
+        sources.extend(values.iter().map(|v| v.as_ref()));
+        columns[c] = interleave(&sources, &indices).map_err(|e| e.to_string())?;
+    }
+    RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())
+}
