@@ -328,6 +328,9 @@ fn chain_swaps_while_streaming_lose_and_duplicate_nothing() {
     // Each commit holds the rows of one chain, and its snapshot summary names that chain.
     let mut committed: BTreeMap<&str, u64> = BTreeMap::new();
     for s in table["snapshots"].as_array().unwrap() {
+        if s["summary"].get("cdc-host.maintenance").is_some() {
+            continue; // compaction rewrites rows, it adds none
+        }
         let chain = s["summary"]["cdc-host.chain"].as_str().unwrap();
         let version = if chain.starts_with("stamp@1.0.0#") {
             "1.0.0"
@@ -336,7 +339,7 @@ fn chain_swaps_while_streaming_lose_and_duplicate_nothing() {
         } else {
             panic!("unexpected chain {chain}")
         };
-        let added: u64 = s["summary"]["added-records"].as_str().unwrap().parse().unwrap();
+        let added: u64 = s["summary"]["added-records"].as_str().map_or(0, |n| n.parse().unwrap());
         *committed.entry(version).or_default() += added;
     }
     for version in ["1.0.0", "2.0.0"] {
