@@ -1,0 +1,233 @@
+//! Mirror tables (`--table-mode mirror`): every shared Debezium fixture scenario, in every converter
+//! setting, replayed through the real binary and the shipped plugins, leaves the end state the
+//! fixtures' README describes (the source table's rows passed through the chain), read back with
+//! pyiceberg (which applies the position deletes); a host killed at a commit's compare-and-swap and
+//! restarted leaves the same table as an uninterrupted run.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::{Map, Value};
+
+const TABLE: &str = "analytics.customers_analytics";
+const DLQ: &str = "analytics.customers_analytics_dlq";
+
+/// Runs the shipped chain in mirror mode over `input` into `warehouse` with extra flags.
+fn mirror_run(dir: &Path, input: &Path, warehouse: &Path, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "--plugins",
+        plugins_dir().to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+        "--table-mode",
+        "mirror",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect::<Vec<_>>();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    host_ok(dir, &args)
+}
+
+fn text(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_string)
+}
+
+fn micros(ts: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(ts).unwrap_or_else(|e| panic!("{ts}: {e}")).timestamp_micros()
+}
+
+/// The values a mirror row has, comparable between the expected state and the table.
+fn comparable(r: &Map<String, Value>) -> BTreeMap<&'static str, Value> {
+    let mut m = BTreeMap::new();
+    for c in ["customer_id", "email", "full_name", "location", "customer_tier", "lifetime_value"] {
+        m.insert(c, r.get(c).cloned().unwrap_or(Value::Null));
+    }
+    for c in ["registration_date", "notes", "loyalty_points"] {
+        m.insert(c, r.get(c).cloned().unwrap_or(Value::Null));
+    }
+    m.insert("created_at", r.get("created_at").and_then(Value::as_str).map(micros).into());
+    m
+}
+
+/// The rows of `public.customers` after every scenario but `truncate` (the fixtures'
+/// `expected_source_state.json`) passed through the shipped chain: names and places joined, rows
+/// without an email or with a negative lifetime value left out.
+fn expected(setting: &str) -> BTreeMap<i64, BTreeMap<&'static str, Value>> {
+    let path = fixtures().join(setting).join("expected_source_state.json");
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(state["after_truncate"], serde_json::json!([]));
+    let mut out = BTreeMap::new();
+    for r in state["rows"].as_array().unwrap() {
+        let r = r.as_object().unwrap();
+        let email = text(&r["email"]);
+        if email.as_deref().is_none_or(str::is_empty) {
+            continue;
+        }
+        if text(&r["lifetime_value"]).is_some_and(|v| v.parse::<f64>().unwrap() < 0.0) {
+            continue;
+        }
+        let join = |cols: &[&str], sep: &str| {
+            let parts: Vec<String> =
+                cols.iter().filter_map(|c| text(&r[*c])).filter(|s| !s.is_empty()).collect();
+            if parts.is_empty() { Value::Null } else { Value::String(parts.join(sep)) }
+        };
+        let mut row = r.clone();
+        row.insert("full_name".into(), join(&["first_name", "last_name"], " "));
+        row.insert("location".into(), join(&["city", "state", "country"], ", "));
+        out.insert(r["customer_id"].as_i64().unwrap(), comparable(&row));
+    }
+    out
+}
+
+/// The mirror table's rows by key; asserts there is one row per key.
+fn mirror_rows(warehouse: &Path) -> BTreeMap<i64, BTreeMap<&'static str, Value>> {
+    let table = read_table(warehouse, TABLE);
+    let mut out = BTreeMap::new();
+    for r in rows(&table) {
+        let id = r["customer_id"].as_i64().expect("customer_id is set");
+        assert!(out.insert(id, comparable(r)).is_none(), "customer {id} has more than one row");
+    }
+    out
+}
+
+/// The scenario files of `setting` but `truncate`, in order.
+fn scenario_files(setting: &str) -> Vec<PathBuf> {
+    SCENARIOS
+        .iter()
+        .filter(|s| **s != "truncate")
+        .map(|s| fixtures().join(setting).join(format!("{s}.ndjson")))
+        .collect()
+}
+
+/// Every scenario but `truncate`, concatenated, in `dir/events.ndjson`.
+fn before_truncate(setting: &str, dir: &Path) -> PathBuf {
+    let all = all_scenarios(setting, dir);
+    let text = std::fs::read_to_string(&all).unwrap();
+    let truncate = std::fs::read_to_string(fixtures().join(setting).join("truncate.ndjson")).unwrap();
+    let rest = text.strip_suffix(truncate.as_str()).or_else(|| text.strip_suffix(&(truncate.clone() + "\n")));
+    std::fs::write(&all, rest.expect("truncate comes last")).unwrap();
+    all
+}
+
+fn assert_same(setting: &str, how: &str, got: &BTreeMap<i64, BTreeMap<&str, Value>>) {
+    let want = expected(setting);
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{setting} ({how}): keys");
+    for (id, w) in &want {
+        assert_eq!(&got[id], w, "{setting} ({how}): customer {id}");
+    }
+}
+
+fn truncate_empties(setting: &str, dir: &Path, warehouse: &Path) {
+    let before = read_table(warehouse, TABLE)["snapshots"].as_array().unwrap().len();
+    let summary = mirror_run(dir, &fixtures().join(setting).join("truncate.ndjson"), warehouse, &[]);
+    assert_eq!(summary["truncates"], 1, "{summary}");
+    let table = read_table(warehouse, TABLE);
+    assert_eq!(table["num_rows"], 0, "{setting}: truncate leaves rows: {}", table["rows"]);
+    assert_eq!(table["snapshots"].as_array().unwrap().len(), before + 1, "truncate is one snapshot");
+}
+
+/// All scenarios in one input (one commit), then the truncate; and each scenario as its own run with
+/// a commit per event (deletes and TOASTed values then reach rows of committed files).
+fn check_setting(setting: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("one");
+    let input = before_truncate(setting, dir.path());
+    let summary = mirror_run(dir.path(), &input, &wh, &[]);
+    assert_eq!(summary["dead_letters"], 2, "business-rules rejects customer 5 twice: {summary}");
+    let table = read_table(&wh, TABLE);
+    let id = table["schema"].as_array().unwrap().iter().find(|f| f["name"] == "customer_id").unwrap().clone();
+    assert_eq!(id["required"], true, "the key is a required identifier field: {id}");
+    assert_same(setting, "one input", &mirror_rows(&wh));
+    truncate_empties(setting, dir.path(), &wh);
+
+    let wh = dir.path().join("each");
+    for f in scenario_files(setting) {
+        mirror_run(dir.path(), &f, &wh, &["--batch-size", "1", "--commit-rows", "1"]);
+    }
+    assert_same(setting, "a commit per event", &mirror_rows(&wh));
+    let table = read_table(&wh, TABLE);
+    let deletes: u64 = table["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["summary"]["added-position-deletes"].as_str())
+        .map(|n| n.parse::<u64>().unwrap())
+        .sum();
+    assert!(deletes > 0, "updates of committed rows are position deletes");
+    truncate_empties(setting, dir.path(), &wh);
+    // Rows land again after a truncate.
+    mirror_run(dir.path(), &fixtures().join(setting).join("insert.ndjson"), &wh, &["--source-id", "again"]);
+    assert_eq!(mirror_rows(&wh).keys().copied().collect::<Vec<_>>(), vec![6, 7, 8]);
+}
+
+#[test]
+fn mirror_schemas_false_decimal_precise() {
+    check_setting("schemas_false__decimal_precise");
+}
+
+#[test]
+fn mirror_schemas_true_decimal_precise() {
+    check_setting("schemas_true__decimal_precise");
+}
+
+#[test]
+fn mirror_schemas_true_decimal_string() {
+    check_setting("schemas_true__decimal_string");
+}
+
+/// The table without what differs between runs (ingestion time), as sorted JSON rows.
+fn stable_rows(warehouse: &Path) -> Vec<String> {
+    let table = read_table(warehouse, TABLE);
+    let mut out: Vec<String> = rows(&table)
+        .into_iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.remove("_ingestion_timestamp");
+            serde_json::to_string(&r).unwrap()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_mirror_host_killed_at_a_commit_resumes_to_the_same_table() {
+    let setting = "schemas_true__decimal_precise";
+    let dir = tempfile::tempdir().unwrap();
+    let input = before_truncate(setting, dir.path());
+    let flags = ["--batch-size", "1", "--commit-rows", "1", "--source-id", "events"];
+    let reference = dir.path().join("reference");
+    mirror_run(dir.path(), &input, &reference, &flags);
+    let want = stable_rows(&reference);
+    assert_same(setting, "reference", &mirror_rows(&reference));
+    let want_dlq = read_table(&reference, DLQ)["num_rows"].clone();
+
+    for point in
+        ["before-swap:4", "after-swap:4", "before-swap:9", "after-swap:9", "before-swap:15", "after-swap:15"]
+    {
+        let wh = dir.path().join(point.replace(':', "-"));
+        let mut args: Vec<String> = vec![
+            "--plugins".into(),
+            plugins_dir().to_str().unwrap().into(),
+            "--input".into(),
+            input.to_str().unwrap().into(),
+            "--warehouse".into(),
+            wh.to_str().unwrap().into(),
+            "--table-mode".into(),
+            "mirror".into(),
+        ];
+        args.extend(flags.iter().map(|s| s.to_string()));
+        let crashed = host_command(dir.path()).args(&args).env("CDC_HOST_CRASH_AT", point).output().unwrap();
+        assert!(!crashed.status.success(), "{point}: the host did not crash");
+        mirror_run(dir.path(), &input, &wh, &flags);
+        assert_eq!(stable_rows(&wh), want, "{point}: the table differs from an uninterrupted run");
+        assert_eq!(read_table(&wh, DLQ)["num_rows"], want_dlq, "{point}: dead letters");
+    }
+}
