@@ -330,7 +330,10 @@ async fn run(common: &Common, args: &RunArgs) -> Result<()> {
                 group = %cfg.kafka.group_id,
                 "consuming Kafka"
             );
-            let source = kafka::KafkaSource::new(cfg.kafka.clone(), mode, metrics.clone())?;
+            // A mirror table without a configured key takes it from the records' Kafka keys.
+            let keys = cfg.table.mode == cdc_host::config::TableMode::Mirror && cfg.table.key.is_empty();
+            let source =
+                kafka::KafkaSource::new(cfg.kafka.clone(), mode, metrics.clone())?.with_record_keys(keys);
             pipeline::run(&cfg, source, chain, &metrics, options).await?
         }
     };

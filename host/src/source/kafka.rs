@@ -253,9 +253,47 @@ pub struct KafkaSource {
     metrics: Metrics,
     last_lag: Instant,
     last_error: Option<Instant>,
+    /// Hand records over as `{"topic","key","value"}` (a mirror table takes its key from them).
+    record_keys: bool,
+    wrapped: Vec<u8>,
+}
+
+/// `{"topic":..,"key":..,"value":..}` from a Kafka record (a key or value that is not JSON becomes
+/// null for the key, and is kept as it is for the value, which then fails to decode as before).
+fn wrap_record(out: &mut Vec<u8>, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) {
+    out.clear();
+    out.extend_from_slice(b"{\"topic\":");
+    out.extend_from_slice(serde_json::to_string(topic).unwrap_or_else(|_| "null".into()).as_bytes());
+    out.extend_from_slice(b",\"key\":");
+    match key {
+        Some(k) if serde_json::from_slice::<&serde_json::value::RawValue>(k).is_ok() => {
+            out.extend_from_slice(k)
+        }
+        _ => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"value\":");
+    match value {
+        Some(v) if serde_json::from_slice::<&serde_json::value::RawValue>(v).is_ok() => {
+            out.extend_from_slice(v)
+        }
+        Some(v) => {
+            // Not JSON: the value as a string, which decoding rejects with the usual message.
+            let text = String::from_utf8_lossy(v);
+            out.extend_from_slice(serde_json::to_string(&*text).unwrap_or_default().as_bytes());
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
 }
 
 impl KafkaSource {
+    /// Hands records over with their Kafka key (`{"topic","key","value"}`), for a mirror table that
+    /// takes its key from the Debezium record key.
+    pub fn with_record_keys(mut self, yes: bool) -> Self {
+        self.record_keys = yes;
+        self
+    }
+
     /// Connects (lazily: librdkafka retries unreachable brokers) and subscribes or assigns.
     pub fn new(cfg: KafkaConfig, mode: Mode, metrics: Metrics) -> Result<Self, PipelineError> {
         let mut client = ClientConfig::new();
@@ -309,6 +347,8 @@ impl KafkaSource {
             metrics,
             last_lag: Instant::now(),
             last_error: None,
+            record_keys: false,
+            wrapped: Vec::new(),
         })
     }
 
@@ -517,7 +557,12 @@ impl Source for KafkaSource {
                     }
                     let stream = stream_index(&mut self.streams, out, topic, partition);
                     // A null value is a tombstone: handed over as `null`, which decode counts as one.
-                    out.push(stream, offset, m.payload().unwrap_or(b"null"));
+                    if self.record_keys {
+                        wrap_record(&mut self.wrapped, topic, m.key(), m.payload());
+                        out.push(stream, offset, &self.wrapped);
+                    } else {
+                        out.push(stream, offset, m.payload().unwrap_or(b"null"));
+                    }
                     if self.mode == Mode::Batch && self.batch_done() {
                         break;
                     }
@@ -564,6 +609,20 @@ impl Source for KafkaSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_wrapped_with_their_keys() {
+        let mut out = Vec::new();
+        wrap_record(&mut out, "t\"1", Some(br#"{"id":1}"#), Some(br#"{"op":"c"}"#));
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v, serde_json::json!({"topic": "t\"1", "key": {"id": 1}, "value": {"op": "c"}}));
+        wrap_record(&mut out, "t", Some(b"not json"), None);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v, serde_json::json!({"topic": "t", "key": null, "value": null}));
+        wrap_record(&mut out, "t", None, Some(b"garbage"));
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["value"], "garbage");
+    }
 
     #[test]
     fn batch_end_uses_the_consumer_position() {
