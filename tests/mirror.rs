@@ -320,3 +320,92 @@ fn partition_moves_toast_rejections_and_recreated_keys() {
         }
     }
 }
+
+/// The current snapshot's summary value `key` (pyiceberg).
+fn last_summary(warehouse: &Path, key: &str) -> Value {
+    let script = r#"
+import sys, json
+sys.path.insert(0, sys.argv[1])
+from read_table import open_catalog
+t = open_catalog("iceberg", None, sys.argv[2]).load_table(sys.argv[3])
+print(json.dumps(t.current_snapshot().summary.additional_properties.get(sys.argv[4])))
+"#;
+    let out = std::process::Command::new(python())
+        .args(["-c", script, repo().join("tests").to_str().unwrap(), warehouse.to_str().unwrap(), TABLE, key])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn compaction_applies_position_deletes_and_the_index_follows() {
+    let setting = "schemas_true__decimal_precise";
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("warehouse");
+    for f in scenario_files(setting) {
+        mirror_run(dir.path(), &f, &wh, &["--batch-size", "1", "--commit-rows", "1"]);
+    }
+    assert_ne!(last_summary(&wh, "total-delete-files"), "0");
+    // `cdc-host maintain`: every partition with deleted rows is rewritten without them.
+    let out = host_command(dir.path())
+        .args(["--warehouse", wh.to_str().unwrap(), "maintain", "--orphans-older-than-seconds", "0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "maintain: {}", String::from_utf8_lossy(&out.stderr));
+    let report: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert!(report["delete_files_removed"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(last_summary(&wh, "total-delete-files"), "0", "{report}");
+    assert_same(setting, "compacted", &mirror_rows(&wh));
+    // A host started on the compacted table rebuilds its index from the rewritten files.
+    let update = fixtures().join(setting).join("replica_identity_full.ndjson");
+    mirror_run(
+        dir.path(),
+        &update,
+        &wh,
+        &["--source-id", "again", "--batch-size", "1", "--commit-rows", "1"],
+    );
+    assert_same(setting, "updated after compaction", &mirror_rows(&wh));
+
+    // A running mirror host compacts in line every few commits and keeps going on the new files.
+    let shipped = std::fs::read_to_string(repo().join("config/cdc-host.toml")).unwrap();
+    let config = dir.path().join("maintained.toml");
+    std::fs::write(
+        &config,
+        shipped
+            .replace("every_commits = 20", "every_commits = 3")
+            .replace("min_input_files = 5", "min_input_files = 2")
+            .replace("[table]\n", "[table]\nmode = \"mirror\"\n"),
+    )
+    .unwrap();
+    let wh = dir.path().join("maintained");
+    let input = before_truncate(setting, dir.path());
+    let summary = host_ok(
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--plugins",
+            plugins_dir().to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--warehouse",
+            wh.to_str().unwrap(),
+            "--batch-size",
+            "1",
+            "--commit-rows",
+            "1",
+        ],
+    );
+    assert!(summary["commits"].as_u64().unwrap() > 6, "{summary}");
+    let table = read_table(&wh, TABLE);
+    let compactions = table["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["summary"]["cdc-host.maintenance"] == "compaction")
+        .count();
+    assert!(compactions > 0, "no compaction ran in the host");
+    assert_same(setting, "compacted while running", &mirror_rows(&wh));
+}

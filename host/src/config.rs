@@ -531,6 +531,9 @@ pub struct MaintenanceConfig {
     pub max_compaction_bytes: u64,
     /// Target size of compacted files.
     pub target_file_size_bytes: usize,
+    /// A partition whose data files have at least this fraction of their rows deleted (position
+    /// deletes of a mirror table) is rewritten without them, dropping its delete files.
+    pub max_deleted_fraction: f64,
 }
 
 impl Default for MaintenanceConfig {
@@ -545,6 +548,7 @@ impl Default for MaintenanceConfig {
             min_input_files: 5,
             max_compaction_bytes: 512 * 1024 * 1024,
             target_file_size_bytes: 128 * 1024 * 1024,
+            max_deleted_fraction: 0.2,
         }
     }
 }

@@ -13,11 +13,12 @@
 //! `write.metadata.previous-versions-max` say, and orphan removal takes any left behind.
 //! Each step commits through the commit layer's compare-and-swap, recomputed on every attempt.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, RecordBatch, new_null_array};
 use arrow_ord::sort::{SortColumn, SortOptions, lexsort_to_indices};
 use arrow_schema::SchemaRef;
@@ -45,6 +46,8 @@ pub struct MaintenanceReport {
     pub compacted_partitions: usize,
     pub compacted_files_in: usize,
     pub compacted_files_out: usize,
+    /// Position-delete files dropped because every file they pointed into was rewritten.
+    pub delete_files_removed: usize,
     pub expired_snapshots: usize,
     pub deleted_files: usize,
     pub orphans_deleted: usize,
@@ -66,11 +69,12 @@ impl fmt::Display for MaintenanceReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: compacted {} files into {} in {} partitions, expired {} snapshots ({} files deleted), {} orphans deleted; {} snapshots and {} metadata files remain",
+            "{}: compacted {} files into {} in {} partitions ({} delete files dropped), expired {} snapshots ({} files deleted), {} orphans deleted; {} snapshots and {} metadata files remain",
             self.table,
             self.compacted_files_in,
             self.compacted_files_out,
             self.compacted_partitions,
+            self.delete_files_removed,
             self.expired_snapshots,
             self.deleted_files,
             self.orphans_deleted,
@@ -131,16 +135,26 @@ async fn compact(
 ) -> Result<Table, SinkError> {
     let Some(current) = table.metadata().current_snapshot().cloned() else { return Ok(table) };
     let files = live_entries(&table, &current).await?;
-    if files.iter().any(|(_, f)| f.content_type() != DataContentType::Data) {
-        // Position deletes point into data files by row position: rewriting those files needs the
-        // deletes applied, which mirror-table compaction does.
+    if files.iter().any(|(_, f)| f.content_type() == DataContentType::EqualityDeletes) {
         return Ok(table);
     }
-    let mut groups: BTreeMap<(i32, String), Vec<DataFile>> = BTreeMap::new();
-    for (spec_id, f) in files {
-        if f.file_size_in_bytes() < policy.small_file_bytes {
-            groups.entry((spec_id, format!("{:?}", f.partition()))).or_default().push(f);
+    // Position deletes (a mirror table): data file → deleted positions, and the files each delete
+    // file points into.
+    let mut deleted: HashMap<String, HashSet<u64>> = HashMap::new();
+    let mut delete_files: Vec<(DataFile, HashSet<String>)> = Vec::new();
+    for (_, f) in files.iter().filter(|(_, f)| f.content_type() == DataContentType::PositionDeletes) {
+        let mut targets = HashSet::new();
+        for (path, pos) in read_position_deletes(&table, f.file_path()).await? {
+            deleted.entry(path.clone()).or_default().insert(pos);
+            targets.insert(path);
         }
+        delete_files.push((f.clone(), targets));
+    }
+    // Per partition: its data files; those with deletes or small are rewritten when the partition
+    // has enough small files or enough deleted rows.
+    let mut partitions: BTreeMap<(i32, String), Vec<DataFile>> = BTreeMap::new();
+    for (spec_id, f) in files.iter().filter(|(_, f)| f.content_type() == DataContentType::Data) {
+        partitions.entry((*spec_id, format!("{:?}", f.partition()))).or_default().push(f.clone());
     }
     let mut budget = policy.max_compaction_bytes;
     let mut removed = Vec::new();
@@ -150,8 +164,25 @@ async fn compact(
             parquet::basic::ZstdLevel::try_new(3).expect("level"),
         ))
         .build();
-    for ((spec_id, _), group) in groups {
-        if group.len() < policy.min_input_files || spec_id != table.metadata().default_partition_spec_id() {
+    for ((spec_id, _), all) in partitions {
+        if spec_id != table.metadata().default_partition_spec_id() {
+            continue;
+        }
+        let small = all.iter().filter(|f| f.file_size_in_bytes() < policy.small_file_bytes).count();
+        let rows: u64 = all.iter().map(|f| f.record_count()).sum();
+        let gone: u64 = all.iter().map(|f| deleted.get(f.file_path()).map_or(0, |d| d.len() as u64)).sum();
+        let many_deleted = gone > 0 && gone as f64 >= policy.max_deleted_fraction * rows.max(1) as f64;
+        if small < policy.min_input_files && !many_deleted {
+            continue;
+        }
+        let group: Vec<DataFile> = all
+            .into_iter()
+            .filter(|f| {
+                f.file_size_in_bytes() < policy.small_file_bytes
+                    || (many_deleted && deleted.contains_key(f.file_path()))
+            })
+            .collect();
+        if group.len() < 2 && !group.iter().any(|f| deleted.contains_key(f.file_path())) {
             continue;
         }
         let bytes: u64 = group.iter().map(|f| f.file_size_in_bytes()).sum();
@@ -163,7 +194,11 @@ async fn compact(
         let schema = writer.arrow_schema().clone();
         let mut batches = Vec::new();
         for f in &group {
-            batches.extend(read_data_file(&table, f.file_path(), &schema).await?);
+            let rows = read_data_file(&table, f.file_path(), &schema).await?;
+            match deleted.get(f.file_path()) {
+                None => batches.extend(rows),
+                Some(gone) => batches.extend(without_positions(&table, rows, gone)?),
+            }
         }
         let rows = sort_rows(&table, &schema, &batches)?;
         writer.write(rows).await?;
@@ -174,6 +209,15 @@ async fn compact(
         removed.extend(group);
         added.extend(new_files);
     }
+    // Delete files that point only into rewritten files go with them.
+    let rewritten: HashSet<&str> = removed.iter().map(|f| f.file_path()).collect();
+    let obsolete: Vec<DataFile> = delete_files
+        .into_iter()
+        .filter(|(_, targets)| targets.iter().all(|t| rewritten.contains(t.as_str())))
+        .map(|(f, _)| f)
+        .collect();
+    report.delete_files_removed += obsolete.len();
+    removed.extend(obsolete);
     if removed.is_empty() {
         return Ok(table);
     }
@@ -195,12 +239,62 @@ async fn compact(
                     report.compacted_partitions = 0;
                     report.compacted_files_in = 0;
                     report.compacted_files_out = 0;
+                    report.delete_files_removed = 0;
                     catalog.load(table.identifier()).await
                 }
                 e => Err(e),
             }
         }
     }
+}
+
+/// The (data file, position) rows of a position-delete file.
+async fn read_position_deletes(table: &Table, path: &str) -> Result<Vec<(String, u64)>, SinkError> {
+    let input = table.file_io().new_input(path).map_err(catalog_err(format!("opening {path}")))?;
+    let bytes = input.read().await.map_err(catalog_err(format!("reading {path}")))?;
+    let shape = |e: &dyn fmt::Display| SinkError::Shape {
+        table: table.identifier().to_string(),
+        message: format!("reading delete file {path}: {e}"),
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| shape(&e))?
+        .build()
+        .map_err(|e| shape(&e))?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| shape(&e))?;
+        let paths = batch.column_by_name("file_path").ok_or_else(|| shape(&"no file_path column"))?;
+        let paths = arrow_cast::cast(paths, &arrow_schema::DataType::Utf8).map_err(|e| shape(&e))?;
+        let paths = paths.as_string::<i32>();
+        let pos = batch.column_by_name("pos").ok_or_else(|| shape(&"no pos column"))?;
+        let pos = pos
+            .as_primitive_opt::<arrow_array::types::Int64Type>()
+            .ok_or_else(|| shape(&"pos is not a long"))?;
+        for i in 0..batch.num_rows() {
+            out.push((paths.value(i).to_string(), pos.value(i) as u64));
+        }
+    }
+    Ok(out)
+}
+
+/// `batches` (a data file's rows in order) without the rows at positions `gone`.
+fn without_positions(
+    table: &Table,
+    batches: Vec<RecordBatch>,
+    gone: &HashSet<u64>,
+) -> Result<Vec<RecordBatch>, SinkError> {
+    let mut out = Vec::with_capacity(batches.len());
+    let mut start = 0u64;
+    for b in batches {
+        let n = b.num_rows() as u64;
+        let keep: arrow_array::BooleanArray = (start..start + n).map(|p| Some(!gone.contains(&p))).collect();
+        start += n;
+        out.push(arrow_select::filter::filter_record_batch(&b, &keep).map_err(|e| SinkError::Shape {
+            table: table.identifier().to_string(),
+            message: format!("applying position deletes: {e}"),
+        })?);
+    }
+    Ok(out)
 }
 
 /// Reads a data file's rows in `schema` (columns matched by Iceberg field id; columns the file

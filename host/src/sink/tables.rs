@@ -365,7 +365,48 @@ impl Tables {
         // Only now may the source acknowledge these positions (e.g. commit Kafka offsets).
         let _ = self.acknowledge.send(committed.positions);
         self.commits_since_maintenance += 1;
-        self.maybe_start_maintenance();
+        if self.mirror.is_some() {
+            self.mirror_maintenance().await?;
+        } else {
+            self.maybe_start_maintenance();
+        }
+        Ok(())
+    }
+
+    /// A mirror table's maintenance, when due: in line, right after a commit (nothing is pending
+    /// then), since compaction moves the rows the key index points at; the index is rebuilt after a
+    /// compaction.
+    async fn mirror_maintenance(&mut self) -> Result<(), PipelineError> {
+        let policy = &self.cfg.maintenance;
+        if !policy.enabled || self.commits_since_maintenance < policy.every_commits {
+            return Ok(());
+        }
+        self.commits_since_maintenance = 0;
+        let policy = policy.clone();
+        let main_name = self.main.name();
+        let mut compacted = false;
+        for t in [self.main.table().clone(), self.dead_letters.table().clone()] {
+            match maintain::run(&self.catalog, t, &policy).await {
+                Ok(r) => {
+                    compacted |= r.table == main_name && r.compacted_files_in > 0;
+                    if !r.is_empty() {
+                        tracing::info!(report = %r, "maintenance");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "maintenance failed; it runs again later"),
+            }
+        }
+        self.stats.maintenance_runs += 1;
+        self.main.reload().await?;
+        self.dead_letters.reload().await?;
+        if let Some(m) = self.mirror.as_mut() {
+            if compacted {
+                let (keys, sort) = (m.key_columns().to_vec(), self.cfg.sort.clone());
+                *m = MirrorSink::open(self.main.table(), keys, sort).await?;
+            } else {
+                m.rebase(self.main.table());
+            }
+        }
         Ok(())
     }
 
@@ -382,13 +423,7 @@ impl Tables {
         self.commits_since_maintenance = 0;
         let catalog = self.catalog.clone();
         let tables = [self.main.table().clone(), self.dead_letters.table().clone()];
-        let mut policy = policy.clone();
-        if self.mirror.is_some() {
-            // Compaction would move rows the key index points at: a mirror host does not compact
-            // its own table in the background (`cdc-host maintain` may; the host then stops at its
-            // next commit, which finds the files gone, and a restart rebuilds the index).
-            policy.min_input_files = usize::MAX;
-        }
+        let policy = policy.clone();
         self.maintenance = Some(tokio::spawn(async move {
             let mut reports = Vec::new();
             for t in tables {
