@@ -376,7 +376,7 @@ fn compaction_applies_position_deletes_and_the_index_follows() {
         shipped
             .replace("every_commits = 20", "every_commits = 3")
             .replace("min_input_files = 5", "min_input_files = 2")
-            .replace("[table]\n", "[table]\nmode = \"mirror\"\n"),
+            .replace("mode = \"append\"", "mode = \"mirror\""),
     )
     .unwrap();
     let wh = dir.path().join("maintained");
