@@ -234,9 +234,14 @@ fn a_mirror_host_killed_at_a_commit_resumes_to_the_same_table() {
 
 /// A schemaless Debezium record of `public.customers` (fixture form, key `customer_id`).
 fn record(op: &str, id: i64, before: Value, after: Value) -> String {
+    record_at(op, id, before, after, Value::Null)
+}
+
+/// Like [`record`], at source LSN `lsn`.
+fn record_at(op: &str, id: i64, before: Value, after: Value, lsn: Value) -> String {
     let value = serde_json::json!({
         "before": before, "after": after, "op": op,
-        "source": {"schema": "public", "table": "customers", "ts_ms": 1, "snapshot": "false"},
+        "source": {"schema": "public", "table": "customers", "ts_ms": 1, "snapshot": "false", "lsn": lsn},
     });
     serde_json::json!({"topic": "postgres.public.customers", "key": {"customer_id": id}, "value": value})
         .to_string()
@@ -295,6 +300,11 @@ fn partition_moves_toast_rejections_and_recreated_keys() {
     text += "{\"topic\":\"postgres.public.customers\",\"key\":{\"customer_id\":4},\"value\":null}\n";
     text += &record("c", 4, Value::Null, customer_row(4, Some("b@x"), jan23, "back"));
     text += &record("u", 4, Value::Null, customer_row(4, Some("c@x"), jan23, "back"));
+    // A primary-key change (delete and create at one LSN) whose TOASTed notes stay in the source.
+    text += &record("c", 5, Value::Null, customer_row(5, Some("d@x"), jan23, "HUGE"));
+    text += &record_at("d", 5, serde_json::json!({"customer_id": 5}), Value::Null, 77.into());
+    let toasted = customer_row(6, Some("d@x"), jan23, "__debezium_unavailable_value");
+    text += &record_at("c", 6, Value::Null, toasted, 77.into());
     let input = dir.path().join("moves.ndjson");
     std::fs::write(&input, text).unwrap();
 
@@ -303,7 +313,8 @@ fn partition_moves_toast_rejections_and_recreated_keys() {
         let summary = mirror_run(dir.path(), &input, &wh, flags);
         assert_eq!(summary["dead_letters"], 1, "{name}: the rejected update: {summary}");
         let got = mirror_rows(&wh);
-        assert_eq!(got.keys().copied().collect::<Vec<_>>(), vec![1, 2, 4], "{name}");
+        assert_eq!(got.keys().copied().collect::<Vec<_>>(), vec![1, 2, 4, 6], "{name}");
+        assert_eq!(got[&6]["notes"], "HUGE", "{name}: TOASTed notes carried over a key change");
         assert_eq!(got[&1]["registration_date"], "2024-03-18", "{name}");
         assert_eq!(got[&2]["registration_date"], "2024-03-18", "{name}");
         assert_eq!(got[&2]["notes"], "BIG", "{name}: the TOASTed value is kept across the move");

@@ -36,6 +36,8 @@ pub struct KeyedEvent {
     /// A delete (removes the key's row whatever the chain says).
     pub delete: bool,
     pub key: Key,
+    /// The source LSN: a primary-key change is a delete and a create at one LSN.
+    pub lsn: Option<i64>,
 }
 
 /// The keyed events of one batch in source order, and where truncates happened.
@@ -154,7 +156,12 @@ pub fn key_events(
                 reject(format!("mirror table: the event has no value for key column `{name}`"), dead, origin);
                 keep[i] = false;
             }
-            None => out.events.push(KeyedEvent { origin, delete, key: key.into_boxed_slice() }),
+            None => out.events.push(KeyedEvent {
+                origin,
+                delete,
+                key: key.into_boxed_slice(),
+                lsn: batch.sources[i].lsn,
+            }),
         }
     }
     if keep.iter().any(|k| !k) {

@@ -50,6 +50,9 @@ pub struct MirrorSink {
     /// The snapshot the index reflects.
     snapshot: Option<i64>,
     sort: Vec<String>,
+    /// The row the last delete removed, with the delete's LSN: a primary-key change (delete + create
+    /// at one LSN) carries TOASTed values over from it.
+    last_delete: Option<(i64, Location)>,
 }
 
 fn shape(table: &Table, message: String) -> SinkError {
@@ -71,6 +74,7 @@ impl MirrorSink {
             deletes: BTreeMap::new(),
             snapshot: table.metadata().current_snapshot_id(),
             sort,
+            last_delete: None,
         };
         let Some(current) = table.metadata().current_snapshot() else { return Ok(m) };
         let ctx = |what: &str, e: iceberg::Error| SinkError::Catalog {
@@ -219,7 +223,6 @@ impl MirrorSink {
             None => HashMap::new(),
         };
         let n = rows.as_ref().map_or(0, RecordBatch::num_rows);
-        let pushed = rows.is_some();
         if let Some(r) = rows {
             self.batches.push(PendingBatch { rows: r, keys: vec![None; n] });
         }
@@ -241,10 +244,19 @@ impl MirrorSink {
                 // A delete, or a row the chain dropped or rejected: the key has no row.
                 if let Some(old) = self.index.remove(&ev.key) {
                     self.kill(old);
+                    if let (true, Some(lsn)) = (ev.delete, ev.lsn) {
+                        self.last_delete = Some((lsn, old));
+                    }
                 }
                 continue;
             };
-            let old = self.index.get(&ev.key);
+            // A new key created at the LSN of a delete is a primary-key change: its TOASTed values
+            // are the deleted row's.
+            let carried = match (self.last_delete, ev.lsn) {
+                (Some((lsn, loc)), Some(l)) if lsn == l => Some(loc),
+                _ => None,
+            };
+            let old = self.index.get(&ev.key).or(carried);
             if let (Some(cols), Some(old)) = (toast_of.get(&ev.origin), old) {
                 for col in cols {
                     let Some(v) = self.held_value(table, old, col, b, &patches, &mut file_cache).await?
@@ -268,9 +280,8 @@ impl MirrorSink {
             pending.rows = patch(&pending.rows, &patches)
                 .map_err(|e| shape(table, format!("keeping TOASTed values: {e}")))?;
         }
-        if pushed && self.batches[b as usize].keys.iter().all(Option::is_none) {
-            self.batches.pop();
-        }
+        // A batch whose rows all died stays until the commit: a later event may still read its
+        // values (TOAST carried over a primary-key change).
         Ok(())
     }
 
@@ -330,6 +341,7 @@ impl MirrorSink {
     ) -> Result<Option<Committed>, SinkError> {
         if !self.has_changes() {
             self.batches.clear();
+            self.last_delete = self.last_delete.filter(|(_, l)| matches!(l, Location::Committed { .. }));
             return sink.commit(chain, true).await;
         }
         let table = sink.table().clone();
@@ -375,6 +387,8 @@ impl MirrorSink {
             self.index.insert(p.key, Location::Committed { file: ids[p.file], pos: p.pos });
         }
         self.live_rows = 0;
+        // A deleted committed row stays readable; a deleted pending row was never written.
+        self.last_delete = self.last_delete.filter(|(_, l)| matches!(l, Location::Committed { .. }));
         self.snapshot = sink.table().metadata().current_snapshot_id();
         Ok(committed)
     }
