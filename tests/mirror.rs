@@ -420,3 +420,66 @@ fn compaction_applies_position_deletes_and_the_index_follows() {
     assert!(compactions > 0, "no compaction ran in the host");
     assert_same(setting, "compacted while running", &mirror_rows(&wh));
 }
+
+/// Spark's Python (`CDC_TEST_SPARK_PYTHON`, else `.venv-spark` from `scripts/spark-setup`) and the jars
+/// it needs, when installed.
+fn spark() -> Option<(PathBuf, String)> {
+    let python = std::env::var_os("CDC_TEST_SPARK_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv-spark/bin/python"));
+    let m2 = PathBuf::from(std::env::var_os("HOME")?).join(".m2/repository");
+    let jars = [
+        "org/apache/iceberg/iceberg-spark-runtime-4.1_2.13/1.11.0/iceberg-spark-runtime-4.1_2.13-1.11.0.jar",
+        "org/xerial/sqlite-jdbc/3.50.3.0/sqlite-jdbc-3.50.3.0.jar",
+    ]
+    .map(|j| m2.join(j));
+    (python.is_file() && jars.iter().all(|j| j.is_file()))
+        .then(|| (python, jars.map(|j| j.to_string_lossy().into_owned()).join(",")))
+}
+
+#[test]
+fn spark_reads_the_mirror_like_pyiceberg() {
+    let Some((python, jars)) = spark() else {
+        eprintln!("SKIPPED: Spark is not installed (scripts/spark-setup)");
+        return;
+    };
+    let setting = "schemas_true__decimal_string";
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("warehouse");
+    // A commit per event: the table has many position-delete files.
+    for f in scenario_files(setting) {
+        mirror_run(dir.path(), &f, &wh, &["--batch-size", "1", "--commit-rows", "1"]);
+    }
+    let columns =
+        "customer_id, email, full_name, location, customer_tier, lifetime_value, registration_date, notes";
+    let out = std::process::Command::new(python)
+        .arg(repo().join("tests/read_table_spark.py"))
+        .args([wh.to_str().unwrap(), TABLE, columns, &jars])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "spark: {}", String::from_utf8_lossy(&out.stderr));
+    let spark: Vec<Vec<Value>> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let r: Map<String, Value> = serde_json::from_str(l).unwrap();
+            columns.split(", ").map(|c| r[c].clone()).collect()
+        })
+        .collect();
+    let table = read_table(&wh, TABLE);
+    let mut pyiceberg: Vec<Vec<Value>> = rows(&table)
+        .into_iter()
+        .map(|r| {
+            columns
+                .split(", ")
+                .map(|c| match &r[c] {
+                    Value::Null => Value::Null,
+                    Value::String(s) => Value::String(s.clone()),
+                    other => Value::String(other.to_string()),
+                })
+                .collect()
+        })
+        .collect();
+    pyiceberg.sort_by_key(|r| r[0].as_str().unwrap().parse::<i64>().unwrap());
+    assert_eq!(spark.len(), expected(setting).len());
+    assert_eq!(spark, pyiceberg, "Spark and pyiceberg read the same rows");
+}
