@@ -66,8 +66,8 @@ impl DecodeStats {
 #[derive(Debug, Default)]
 pub struct Decoded {
     pub batch: ChangeBatch,
-    /// Origins of truncate events (a mirror table empties itself there).
-    pub truncates: Vec<u32>,
+    /// Truncate events: origin and source table (a mirror table empties itself there).
+    pub truncates: Vec<(u32, TableRef)>,
     /// The field names of the Debezium record key, from the last record that had one.
     pub key_fields: Option<Vec<String>>,
     pub dead_letters: Vec<DeadLetter>,
@@ -375,7 +375,12 @@ impl Decoder {
             .ok_or_else(|| format!("unknown Debezium op `{op_text}` (expected c, u, d, r, t or m)"))?;
         if op == Op::Truncate {
             stats.truncates += 1;
-            b.truncates.push(origin);
+            let src = body.source.unwrap_or_default();
+            let table = TableRef {
+                schema: src.schema.as_deref().unwrap_or("").to_string(),
+                table: src.table.as_deref().unwrap_or("").to_string(),
+            };
+            b.truncates.push((origin, table));
             return Ok(());
         }
         let row_schema = match schema {
@@ -983,7 +988,7 @@ struct BatchBuilder {
     /// Rows whose decoding failed half-way: dropped at the end.
     rejected: Vec<usize>,
     toast: Vec<(u32, Arc<str>)>,
-    truncates: Vec<u32>,
+    truncates: Vec<(u32, TableRef)>,
 }
 
 impl BatchBuilder {

@@ -186,6 +186,11 @@ impl EventFilter {
         }
     }
 
+    /// Whether events of source table `t` are wanted.
+    fn takes_table(&self, t: &crate::change::TableRef) -> bool {
+        self.tables.is_empty() || self.tables.iter().any(|(s, n)| *s == t.schema && *n == t.table)
+    }
+
     /// Removes unwanted events; returns how many.
     fn apply(&self, batch: &mut ChangeBatch) -> Result<u64, PipelineError> {
         if self.tables.is_empty() && self.ops.is_empty() {
@@ -344,7 +349,16 @@ pub async fn run<S: Source + 'static>(
                                 (_, Some(k)) => k.clone(),
                                 _ => Vec::new(),
                             };
-                            let truncates = if truncates_wanted { decoded.truncates } else { Vec::new() };
+                            let truncates = if truncates_wanted {
+                                decoded
+                                    .truncates
+                                    .into_iter()
+                                    .filter(|(_, t)| filter.takes_table(t))
+                                    .map(|(o, _)| o)
+                                    .collect()
+                            } else {
+                                Vec::new()
+                            };
                             mirror::key_events(&mut batch, truncates, &key, &key_types, &mut dead)
                         });
                         let chain_stats = chain.apply_at(&mut batch, &mut dead, &|o| raw.position(o as usize));
@@ -604,5 +618,8 @@ mod tests {
         });
         assert_eq!(f.apply(&mut batch).unwrap(), 3);
         assert_eq!(batch.origins, vec![0]);
+        // Truncates of a mirror table follow the table filter too.
+        assert!(f.takes_table(&TableRef { schema: "public".into(), table: "customers".into() }));
+        assert!(!f.takes_table(&TableRef { schema: "public".into(), table: "orders".into() }));
     }
 }
