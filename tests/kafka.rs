@@ -866,15 +866,23 @@ fn postgres_random_workload_mirrors_through_kills() {
         };
         psql(&format!("UPDATE customers SET {set} WHERE customer_id = {id}"));
     };
-    // The first rows land before any kill, so the table holds the partition's position.
-    for _ in 0..5 {
-        op(&mut rng, &mut live, &mut ids);
-    }
+    // A probe row lands before the workload starts (the consumer may take a moment to take its
+    // `latest` position) and before any kill, so the table holds the partition's position.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while mirror_table(&wh, &ids).is_empty() {
+    let mut probes = std::collections::BTreeSet::new();
+    while mirror_table(&wh, &probes).is_empty() {
         assert!(Instant::now() < deadline, "nothing committed in 120 s:\n{}", host.log_text());
-        std::thread::sleep(Duration::from_millis(300));
+        let id: i64 = psql(&format!(
+            "INSERT INTO customers (email, lifetime_value) VALUES ('{tag}-probe@example.com', 1) RETURNING customer_id"
+        ))
+        .lines()
+        .find_map(|l| l.trim().parse().ok())
+        .expect("customer_id");
+        probes.insert(id);
+        std::thread::sleep(Duration::from_millis(1500));
     }
+    let probe_list = probes.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    psql(&format!("DELETE FROM customers WHERE customer_id IN ({probe_list})"));
     for round in 1..=3 {
         for _ in 0..60 {
             op(&mut rng, &mut live, &mut ids);
