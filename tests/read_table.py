@@ -97,8 +97,9 @@ def main():
             for f in table.sort_order().fields
         ],
         "snapshots": [
-            {"id": s.snapshot_id, "summary": dict(s.summary.additional_properties) | {"operation": str(s.summary.operation)}}
-            for s in table.snapshots()
+            {"id": s.snapshot_id, "sequence_number": s.sequence_number, "summary": dict(s.summary.additional_properties) | {"operation": str(s.summary.operation)}}
+            # In commit order (the metadata file lists snapshots in no particular order).
+            for s in sorted(table.snapshots(), key=lambda s: s.sequence_number)
         ],
         "properties": dict(table.properties),
     }
