@@ -53,6 +53,8 @@ pub struct MirrorSink {
     /// The row the last delete removed, with the delete's LSN: a primary-key change (delete + create
     /// at one LSN) carries TOASTed values over from it.
     last_delete: Option<(i64, Location)>,
+    /// The same for a deleted row that was pending at a commit (never written): its values.
+    carried_row: Option<(i64, RecordBatch)>,
 }
 
 fn shape(table: &Table, message: String) -> SinkError {
@@ -75,6 +77,7 @@ impl MirrorSink {
             snapshot: table.metadata().current_snapshot_id(),
             sort,
             last_delete: None,
+            carried_row: None,
         };
         let Some(current) = table.metadata().current_snapshot() else { return Ok(m) };
         let ctx = |what: &str, e: iceberg::Error| SinkError::Catalog {
@@ -257,6 +260,16 @@ impl MirrorSink {
                 _ => None,
             };
             let old = self.index.get(&ev.key).or(carried);
+            if let (Some(cols), None, Some((lsn, r)), Some(l)) =
+                (toast_of.get(&ev.origin), old, &self.carried_row, ev.lsn)
+                && *lsn == l
+            {
+                for col in cols {
+                    if let Some(c) = r.column_by_name(col) {
+                        patches.insert((row, col.to_string()), c.clone());
+                    }
+                }
+            }
             if let (Some(cols), Some(old)) = (toast_of.get(&ev.origin), old) {
                 for col in cols {
                     let Some(v) = self.held_value(table, old, col, b, &patches, &mut file_cache).await?
@@ -339,6 +352,7 @@ impl MirrorSink {
         props: WriterProperties,
         target_file_size: usize,
     ) -> Result<Option<Committed>, SinkError> {
+        self.carry_deleted_row();
         if !self.has_changes() {
             self.batches.clear();
             self.last_delete = self.last_delete.filter(|(_, l)| matches!(l, Location::Committed { .. }));
@@ -391,6 +405,15 @@ impl MirrorSink {
         self.last_delete = self.last_delete.filter(|(_, l)| matches!(l, Location::Committed { .. }));
         self.snapshot = sink.table().metadata().current_snapshot_id();
         Ok(committed)
+    }
+
+    /// Keeps the values of a deleted pending row a primary-key change may still need (the commit
+    /// drops pending rows that are not live).
+    fn carry_deleted_row(&mut self) {
+        if let Some((lsn, Location::Pending { batch, row })) = self.last_delete {
+            let r = self.batches[batch as usize].rows.slice(row as usize, 1);
+            self.carried_row = Some((lsn, r));
+        }
     }
 
     fn sorted(&self, rows: RecordBatch, keys: Vec<Key>) -> Result<(RecordBatch, Vec<Key>), String> {
