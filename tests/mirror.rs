@@ -439,10 +439,8 @@ fn spark() -> Option<(PathBuf, String)> {
 
 #[test]
 fn spark_reads_the_mirror_like_pyiceberg() {
-    let Some((python, jars)) = spark() else {
-        eprintln!("SKIPPED: Spark is not installed (scripts/spark-setup)");
-        return;
-    };
+    let (python, jars) = spark()
+        .expect("Spark is not installed: run scripts/spark-setup (scripts/test does) to install pyspark and the Iceberg runtime");
     let setting = "schemas_true__decimal_string";
     let dir = tempfile::tempdir().unwrap();
     let wh = dir.path().join("warehouse");
