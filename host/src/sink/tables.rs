@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow_array::RecordBatch;
 use iceberg::table::Table;
 use parquet::file::properties::WriterProperties;
 
@@ -107,7 +108,11 @@ impl Tables {
         dead_letters.raise_floor(main.floor());
         Self {
             catalog,
-            encoder: Encoder::new(cfg.pipeline_id.clone(), cfg.sort.clone()),
+            // A mirror's rows stay in event order (row i is the event of `origins[i]`); its commit sorts.
+            encoder: Encoder::new(
+                cfg.pipeline_id.clone(),
+                if cfg.mirror { Vec::new() } else { cfg.sort.clone() },
+            ),
             main,
             dead_letters,
             cfg,
@@ -193,24 +198,11 @@ impl Tables {
                 .map_err(|e| PipelineError::Internal(format!("skipping held records: {e}")))?;
         }
         if let Some(events) = mirror {
-            self.accept_mirror(raw, batch, &mut dead, &takes, events).await?;
-        } else if !batch.is_empty() {
-            self.evolve(&batch).await?;
-            let schema = self.main.arrow_schema().await?;
-            match self.encoder.encode(&batch, &schema, now_micros()) {
-                Ok(rows) => self.main.write(rows).await?,
-                Err(reason) => {
-                    tracing::error!(events = batch.len(), error = %reason, "batch does not fit the table; sent to the dead-letter table");
-                    dead.extend(batch.origins.iter().map(|&origin| DeadLetter {
-                        origin,
-                        stage: "encode",
-                        plugin: None,
-                        reason: reason.clone(),
-                    }));
-                }
-            }
-            let newest = batch.sources.iter().map(|s| s.ts_ms).max().unwrap_or(0);
-            self.pending_ts_ms = self.pending_ts_ms.max(newest);
+            self.accept_mirror(batch, &mut dead, &takes, events).await?;
+        } else if !batch.is_empty()
+            && let Some(rows) = self.encode(&batch, &mut dead).await?
+        {
+            self.main.write(rows).await?;
         }
         self.main.track(raw, &takes);
         self.metrics.pending_rows.set(self.pending_rows() as i64);
@@ -232,11 +224,36 @@ impl Tables {
         Ok(())
     }
 
+    /// Encodes `batch` as rows of the main table (adding the columns it brings first). A batch that
+    /// does not fit the table goes to the dead-letter table instead.
+    async fn encode(
+        &mut self,
+        batch: &ChangeBatch,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Result<Option<RecordBatch>, PipelineError> {
+        self.evolve(batch).await?;
+        let schema = self.main.arrow_schema().await?;
+        let newest = batch.sources.iter().map(|s| s.ts_ms).max().unwrap_or(0);
+        self.pending_ts_ms = self.pending_ts_ms.max(newest);
+        match self.encoder.encode(batch, &schema, now_micros()) {
+            Ok(rows) => Ok(Some(rows)),
+            Err(reason) => {
+                tracing::error!(events = batch.len(), error = %reason, "batch does not fit the table; sent to the dead-letter table");
+                dead.extend(batch.origins.iter().map(|&origin| DeadLetter {
+                    origin,
+                    stage: "encode",
+                    plugin: None,
+                    reason: reason.clone(),
+                }));
+                Ok(None)
+            }
+        }
+    }
+
     /// A mirror table's share of [`Self::accept`]: every keyed event changes the key's row, in
     /// source order.
     async fn accept_mirror(
         &mut self,
-        raw: &RawBatch,
         batch: ChangeBatch,
         dead: &mut Vec<DeadLetter>,
         takes: &[bool],
@@ -248,28 +265,7 @@ impl Tables {
             return Ok(());
         }
         self.open_mirror(&events.key_columns).await?;
-        let mut rows = None;
-        if !batch.is_empty() {
-            self.evolve(&batch).await?;
-            let schema = self.main.arrow_schema().await?;
-            // Unsorted: row i is the event of `batch.origins[i]`; the commit sorts.
-            match Encoder::new(self.cfg.pipeline_id.clone(), Vec::new()).encode(&batch, &schema, now_micros())
-            {
-                Ok(r) => rows = Some(r),
-                Err(reason) => {
-                    tracing::error!(events = batch.len(), error = %reason, "batch does not fit the table; sent to the dead-letter table");
-                    dead.extend(batch.origins.iter().map(|&origin| DeadLetter {
-                        origin,
-                        stage: "encode",
-                        plugin: None,
-                        reason: reason.clone(),
-                    }));
-                }
-            }
-            let newest = batch.sources.iter().map(|s| s.ts_ms).max().unwrap_or(0);
-            self.pending_ts_ms = self.pending_ts_ms.max(newest);
-        }
-        let _ = raw;
+        let rows = if batch.is_empty() { None } else { self.encode(&batch, dead).await? };
         let table = self.main.table().clone();
         let mirror = self.mirror.as_mut().expect("opened");
         mirror.apply(&table, &events.events, &events.truncates, &batch.origins, rows, &batch.toast).await?;
