@@ -96,8 +96,13 @@ pub async fn run(
 ) -> Result<MaintenanceReport, SinkError> {
     let mut report = MaintenanceReport { table: table.identifier().to_string(), ..Default::default() };
     let table = compact(catalog, table, policy, &mut report).await?;
-    let table = expire(catalog, table, policy, &mut report).await?;
-    remove_orphans(&table, Duration::from_secs(policy.orphan_min_age_seconds), &mut report).await?;
+    let (table, reachable) = expire(catalog, table, policy, &mut report).await?;
+    // One reachability pass serves expiry and orphan removal.
+    let reachable = match reachable {
+        Some(r) => r,
+        None => reachable_files(&table).await?,
+    };
+    remove_orphans(&table, &reachable, Duration::from_secs(policy.orphan_min_age_seconds), &mut report);
     report.snapshots = table.metadata().snapshots().len();
     report.metadata_files = count_metadata_files(&table);
     Ok(report)
@@ -408,7 +413,7 @@ async fn expire(
     table: Table,
     policy: &MaintenancePolicy,
     report: &mut MaintenanceReport,
-) -> Result<Table, SinkError> {
+) -> Result<(Table, Option<HashSet<String>>), SinkError> {
     let before = table.clone();
     let after = commit::update_metadata(catalog, table, |base| {
         let keep = retained(base, policy);
@@ -421,7 +426,7 @@ async fn expire(
     let gone: Vec<&SnapshotRef> =
         before.metadata().snapshots().filter(|s| !kept.contains(&s.snapshot_id())).collect();
     if gone.is_empty() {
-        return Ok(after);
+        return Ok((after, None));
     }
     report.expired_snapshots = gone.len();
     // Only once the expiry landed: files reachable from any kept snapshot stay.
@@ -442,7 +447,7 @@ async fn expire(
             report.deleted_files += 1;
         }
     }
-    Ok(after)
+    Ok((after, Some(reachable)))
 }
 
 /// Every file the table's metadata references: metadata files, manifest lists, manifests, live data
@@ -496,13 +501,14 @@ fn normalize(location: &str) -> String {
 
 /// Deletes files under the table's location that nothing references, once older than `min_age`.
 /// Only local (`file:`) warehouses are listed.
-async fn remove_orphans(
+fn remove_orphans(
     table: &Table,
+    reachable: &HashSet<String>,
     min_age: Duration,
     report: &mut MaintenanceReport,
-) -> Result<(), SinkError> {
-    let Some(root) = local_path(table.metadata().location()) else { return Ok(()) };
-    let reachable: HashSet<String> = reachable_files(table).await?.iter().map(|l| normalize(l)).collect();
+) {
+    let Some(root) = local_path(table.metadata().location()) else { return };
+    let reachable: HashSet<String> = reachable.iter().map(|l| normalize(l)).collect();
     let now = SystemTime::now();
     let mut stack = vec![root.join("data"), root.join("metadata")];
     while let Some(dir) = stack.pop() {
@@ -527,7 +533,6 @@ async fn remove_orphans(
             }
         }
     }
-    Ok(())
 }
 
 /// Whether `path` (or, for a checksum file `.x.crc`, its `x`) is referenced.
