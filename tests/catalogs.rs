@@ -40,20 +40,6 @@ impl Drop for DropTables<'_> {
     }
 }
 
-/// Rows without the ingestion timestamp (the one column that differs between runs), sorted.
-fn comparable_rows(table: &Value) -> Vec<String> {
-    let mut out: Vec<String> = rows(table)
-        .into_iter()
-        .map(|r| {
-            let mut r = r.clone();
-            r.remove("_ingestion_timestamp");
-            serde_json::to_string(&r).unwrap()
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 #[test]
 fn example_rows_land_in_every_catalog() {
     let kinds = catalogs();

@@ -184,17 +184,7 @@ fn mirror_schemas_true_decimal_string() {
 
 /// The table without what differs between runs (ingestion time), as sorted JSON rows.
 fn stable_rows(warehouse: &Path) -> Vec<String> {
-    let table = read_table(warehouse, TABLE);
-    let mut out: Vec<String> = rows(&table)
-        .into_iter()
-        .map(|r| {
-            let mut r = r.clone();
-            r.remove("_ingestion_timestamp");
-            serde_json::to_string(&r).unwrap()
-        })
-        .collect();
-    out.sort();
-    out
+    comparable_rows(&read_table(warehouse, TABLE))
 }
 
 #[test]

@@ -14,6 +14,7 @@ use cdc_host::config::Config;
 use cdc_host::pipeline::table_spec;
 use cdc_host::sink::maintain;
 use cdc_host::sink::table_sink::TableSink;
+use cdc_host::sink::writer::FileSettings;
 use cdc_host::sink::{catalog, parquet_properties, table};
 
 fn median(v: &mut [Duration]) -> Duration {
@@ -44,7 +45,12 @@ async fn main() {
     let location = t.metadata().location().trim_start_matches("file:").trim_start_matches("//").to_string();
     let metadata_dir = std::path::PathBuf::from(location).join("metadata");
     let props = parquet_properties(&cfg.sink).unwrap();
-    let mut sink = TableSink::new(catalog.clone(), t, &cfg.pipeline_id, props, 1 << 20);
+    let mut sink = TableSink::new(
+        catalog.clone(),
+        t,
+        &cfg.pipeline_id,
+        FileSettings { props, target_file_size: 1 << 20, buffer_bytes: 1 << 20 },
+    );
     let policy = cfg.maintenance.clone();
     let mut times = Vec::with_capacity(commits);
     let mut maintenance = Duration::ZERO;

@@ -21,6 +21,8 @@ pub struct RawBatch {
     pub stream: Vec<u16>,
     /// Per record: line number (files, 1-based) or offset (Kafka) within its stream.
     pub offsets: Vec<i64>,
+    /// Bytes of records let go by [`Self::keep_bytes_of`].
+    pub released: usize,
 }
 
 impl RawBatch {
@@ -59,6 +61,28 @@ impl RawBatch {
         self.ends.clear();
         self.stream.clear();
         self.offsets.clear();
+        self.released = 0;
+    }
+
+    /// Bytes the records took when read.
+    pub fn input_bytes(&self) -> usize {
+        self.buf.len() + self.released
+    }
+
+    /// Keeps the bytes of the records `keep` names (dead letters carry them) and lets go of the
+    /// others', which become empty; positions stay.
+    pub fn keep_bytes_of(&mut self, keep: impl Fn(usize) -> bool) {
+        let mut buf = Vec::new();
+        let mut ends = Vec::with_capacity(self.ends.len());
+        for i in 0..self.ends.len() {
+            if keep(i) {
+                buf.extend_from_slice(self.record(i));
+            }
+            ends.push(buf.len());
+        }
+        self.released += self.buf.len() - buf.len();
+        self.buf = buf;
+        self.ends = ends;
     }
 }
 

@@ -447,6 +447,14 @@ pub struct SinkConfig {
     /// Commit pending rows at least this often (streaming).
     #[serde(default = "default_interval")]
     pub processing_interval_seconds: u64,
+    /// Rows (Arrow memory) held before they are sorted and written out, one partition at a time.
+    /// Bounds the writer's memory whatever the number of partitions; larger means fewer files.
+    #[serde(default = "default_write_buffer")]
+    pub write_buffer_bytes: usize,
+}
+
+fn default_write_buffer() -> usize {
+    crate::sink::writer::DEFAULT_BUFFER_BYTES
 }
 
 fn default_commit_bytes() -> usize {
@@ -482,6 +490,7 @@ impl Default for SinkConfig {
             zstd_level: default_zstd_level(),
             commit_bytes: default_commit_bytes(),
             processing_interval_seconds: default_interval(),
+            write_buffer_bytes: default_write_buffer(),
         }
     }
 }
@@ -616,6 +625,9 @@ impl Config {
         }
         if self.sink.commit_rows == 0 {
             return bad("sink.commit_rows", "must be at least 1".into());
+        }
+        if self.sink.write_buffer_bytes < 1 << 20 {
+            return bad("sink.write_buffer_bytes", "must be at least 1048576 (1 MiB)".into());
         }
         if self.sink.target_file_size_bytes < 1024 {
             return bad("sink.target_file_size_bytes", "must be at least 1024".into());

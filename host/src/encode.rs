@@ -1,14 +1,13 @@
 //! [`ChangeBatch`] → Arrow [`RecordBatch`] in the table's schema: metadata columns added, types cast
-//! to the table's, rows sorted by the table's sort order (the Iceberg writer does not sort).
+//! to the table's. Rows keep event order (row `i` is the event of `origins[i]`); the writer orders
+//! them by partition and sort order ([`crate::sink::writer::RowOrder`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, new_null_array};
 use arrow_cast::{CastOptions, cast_with_options};
-use arrow_ord::sort::{SortColumn, SortOptions, lexsort_to_indices};
 use arrow_schema::SchemaRef;
-use arrow_select::take::take_record_batch;
 
 use crate::change::ChangeBatch;
 use crate::schema::{ColType, UTC};
@@ -20,13 +19,12 @@ pub const SOURCE_SYSTEM: &str = "postgres_cdc";
 #[derive(Debug, Clone)]
 pub struct Encoder {
     pipeline_id: String,
-    sort: Vec<String>,
 }
 
 impl Encoder {
-    /// An encoder writing `pipeline_id` into `_pipeline_id` and sorting by `sort`.
-    pub fn new(pipeline_id: String, sort: Vec<String>) -> Self {
-        Self { pipeline_id, sort }
+    /// An encoder writing `pipeline_id` into `_pipeline_id`.
+    pub fn new(pipeline_id: String) -> Self {
+        Self { pipeline_id }
     }
 
     /// Columns of `batch` the table (whose types are `table`) does not have yet.
@@ -40,7 +38,7 @@ impl Encoder {
             .collect()
     }
 
-    /// The batch as rows of `schema`, sorted. Columns the schema lacks are left out.
+    /// The batch as rows of `schema`, in event order. Columns the schema lacks are left out.
     pub fn encode(
         &self,
         batch: &ChangeBatch,
@@ -77,25 +75,7 @@ impl Encoder {
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let rows = RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?;
-        self.sort(rows)
-    }
-
-    fn sort(&self, rows: RecordBatch) -> Result<RecordBatch, String> {
-        let keys: Vec<SortColumn> = self
-            .sort
-            .iter()
-            .filter_map(|name| rows.column_by_name(name))
-            .map(|c| SortColumn {
-                values: c.clone(),
-                options: Some(SortOptions { descending: false, nulls_first: true }),
-            })
-            .collect();
-        if keys.is_empty() || rows.num_rows() < 2 {
-            return Ok(rows);
-        }
-        let indices = lexsort_to_indices(&keys, None).map_err(|e| e.to_string())?;
-        take_record_batch(&rows, &indices).map_err(|e| e.to_string())
+        RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
     }
 }
 
@@ -107,7 +87,7 @@ mod tests {
     use arrow_schema::{DataType, Field, Schema};
 
     #[test]
-    fn adds_metadata_casts_and_sorts() {
+    fn adds_metadata_and_casts_in_event_order() {
         let mut b = ChangeBatch {
             ops: vec![Op::Update, Op::Read],
             sources: vec![SourceInfo { table: 0, lsn: None, txid: None, ts_ms: 0, snapshot: false }; 2],
@@ -134,11 +114,11 @@ mod tests {
         ]));
         let table: HashMap<String, ColType> = [("customer_id".to_string(), ColType::Int64)].into();
         assert_eq!(Encoder::new_columns(&b, &table), vec![("extra".to_string(), ColType::Text)]);
-        let rows = Encoder::new("p1".into(), vec!["customer_id".into()]).encode(&b, &schema, 7).unwrap();
-        assert_eq!(rows.column(0).as_primitive::<Int64Type>().values().to_vec(), vec![3, 9]);
+        let rows = Encoder::new("p1".into()).encode(&b, &schema, 7).unwrap();
+        assert_eq!(rows.column(0).as_primitive::<Int64Type>().values().to_vec(), vec![9, 3]);
         assert!(rows.column(1).is_null(0));
         let ops = rows.column(2).as_string::<i32>();
-        assert_eq!((ops.value(0), ops.value(1)), ("INSERT", "UPDATE"));
+        assert_eq!((ops.value(0), ops.value(1)), ("UPDATE", "INSERT"));
         assert_eq!(rows.column(3).as_string::<i32>().value(0), "postgres_cdc");
         assert_eq!(rows.column(4).as_string::<i32>().value(1), "p1");
     }

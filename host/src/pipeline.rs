@@ -25,6 +25,7 @@ use crate::sink::commit::committed_positions;
 use crate::sink::mirror::{self, MirrorEvents};
 use crate::sink::table::{METADATA_COLUMNS, TableSpec};
 use crate::sink::tables::{Tables, TablesConfig, top_reasons};
+use crate::sink::writer::FileSettings;
 use crate::sink::{catalog, compression_property, dead_letter, parquet_properties, table};
 use crate::source::{FileSource, PipelineHandle, Source};
 use crate::transform::chain::{self, ChainStats, ChainUpdates, resolve_entries};
@@ -136,6 +137,9 @@ pub async fn prepare_tables(
     let dlq = table::ensure(catalog, &dlq_spec).await?;
     Ok((main, dlq))
 }
+
+/// Batches queued between the worker thread and the writer.
+const QUEUED_BATCHES: usize = 16;
 
 /// One batch's worth of work handed from the worker thread to the writer.
 struct Work {
@@ -274,7 +278,8 @@ pub async fn run<S: Source + 'static>(
     let declared: HashMap<String, ColType> =
         table::column_types(&table).into_iter().filter(|(n, _)| !removed.contains(n)).collect();
 
-    let (tx, mut rx) = mpsc::channel::<Msg>(2);
+    // Deep enough that decoding goes on while a commit writes its files.
+    let (tx, mut rx) = mpsc::channel::<Msg>(QUEUED_BATCHES);
     let (committed_tx, committed_rx) = std::sync::mpsc::channel::<BTreeMap<String, i64>>();
     let held = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let handle: Arc<dyn PipelineHandle> = Arc::new(Handle {
@@ -362,6 +367,13 @@ pub async fn run<S: Source + 'static>(
                             mirror::key_events(&mut batch, truncates, &key, &key_types, &mut dead)
                         });
                         let chain_stats = chain.apply_at(&mut batch, &mut dead, &|o| raw.position(o as usize));
+                        // Only dead letters need the record text downstream: a queued batch holds
+                        // its decoded rows, not its input too.
+                        let mut letters: Vec<bool> = vec![false; raw.len()];
+                        for d in &dead {
+                            letters[d.origin as usize] = true;
+                        }
+                        raw.keep_bytes_of(|i| letters[i]);
                         let work = Work {
                             raw,
                             batch,
@@ -407,10 +419,12 @@ pub async fn run<S: Source + 'static>(
         .map_err(|m| crate::error::ConfigError::Invalid { key: "sink.compression".into(), message: m })?;
     let tables_cfg = TablesConfig {
         pipeline_id: cfg.pipeline_id.clone(),
-        sort: cfg.table.sort.clone(),
         evolve_schema: cfg.table.evolve_schema,
-        props,
-        target_file_size: cfg.sink.target_file_size_bytes,
+        files: FileSettings {
+            props,
+            target_file_size: cfg.sink.target_file_size_bytes,
+            buffer_bytes: cfg.sink.write_buffer_bytes,
+        },
         commit_rows: cfg.sink.commit_rows,
         commit_bytes: cfg.sink.commit_bytes,
         interval: Duration::from_secs(cfg.sink.processing_interval_seconds),

@@ -208,6 +208,21 @@ pub fn rows(table: &Value) -> Vec<&serde_json::Map<String, Value>> {
     table["rows"].as_array().expect("rows").iter().map(|r| r.as_object().expect("row object")).collect()
 }
 
+/// A table's rows without the ingestion timestamp (the one column that differs between runs), as
+/// sorted JSON.
+pub fn comparable_rows(table: &Value) -> Vec<String> {
+    let mut out: Vec<String> = rows(table)
+        .into_iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.remove("_ingestion_timestamp");
+            serde_json::to_string(&r).unwrap()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// Rows of customer `id`, in `_cdc_operation` then input order is not guaranteed: sorted by a stable key.
 pub fn customer<'a>(
     rows: &[&'a serde_json::Map<String, Value>],

@@ -20,10 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, RecordBatch, new_null_array};
-use arrow_ord::sort::{SortColumn, SortOptions, lexsort_to_indices};
 use arrow_schema::SchemaRef;
-use arrow_select::concat::concat_batches;
-use arrow_select::take::take_record_batch;
 use iceberg::TableUpdate;
 use iceberg::spec::{DataContentType, DataFile, ManifestFile, SnapshotRef};
 use iceberg::table::Table;
@@ -33,7 +30,7 @@ use serde::Serialize;
 
 use super::catalog::Catalog;
 use super::commit::{self, CommitMeta, Replace};
-use super::writer::TableWriter;
+use super::writer::{FileSettings, TableWriter};
 use crate::error::SinkError;
 
 /// What maintenance does and how often (`[maintenance]` in the config).
@@ -195,7 +192,13 @@ async fn compact(
             break;
         }
         budget -= bytes;
-        let mut writer = TableWriter::new(&table, props.clone(), policy.target_file_size_bytes).await?;
+        // The group is in memory already: one write-out, one sorted file per partition.
+        let settings = FileSettings {
+            props: props.clone(),
+            target_file_size: policy.target_file_size_bytes,
+            buffer_bytes: usize::MAX,
+        };
+        let mut writer = TableWriter::new(&table, settings).await?;
         let schema = writer.arrow_schema().clone();
         let mut batches = Vec::new();
         for f in &group {
@@ -205,8 +208,9 @@ async fn compact(
                 Some(gone) => batches.extend(without_positions(&table, rows, gone)?),
             }
         }
-        let rows = sort_rows(&table, &schema, &batches)?;
-        writer.write(rows).await?;
+        for rows in batches {
+            writer.write(rows).await?;
+        }
         let new_files = writer.close().await?;
         report.compacted_partitions += 1;
         report.compacted_files_in += group.len();
@@ -345,33 +349,6 @@ async fn read_data_file(
         out.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| shape(&e))?);
     }
     Ok(out)
-}
-
-/// The rows of `batches` as one batch sorted by the table's sort order.
-fn sort_rows(table: &Table, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch, SinkError> {
-    let shape = |e: arrow_schema::ArrowError| SinkError::Shape {
-        table: table.identifier().to_string(),
-        message: e.to_string(),
-    };
-    let all = concat_batches(schema, batches).map_err(shape)?;
-    let metadata = table.metadata();
-    let current = metadata.current_schema();
-    let columns: Vec<SortColumn> = metadata
-        .default_sort_order()
-        .fields
-        .iter()
-        .filter_map(|f| current.field_by_id(f.source_id))
-        .filter_map(|f| schema.index_of(&f.name).ok())
-        .map(|i| SortColumn {
-            values: all.column(i).clone(),
-            options: Some(SortOptions { descending: false, nulls_first: true }),
-        })
-        .collect();
-    if columns.is_empty() || all.num_rows() == 0 {
-        return Ok(all);
-    }
-    let order = lexsort_to_indices(&columns, None).map_err(shape)?;
-    take_record_batch(&all, &order).map_err(shape)
 }
 
 /// Snapshots to keep: the newest `keep_last` of `main` younger than the max age (the current one

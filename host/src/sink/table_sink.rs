@@ -16,12 +16,11 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use iceberg::table::Table;
-use parquet::file::properties::WriterProperties;
 
 use super::catalog::Catalog;
 use super::commit::{self, Append, CommitMeta, Committed, Fence, Positions, committed_positions};
 use super::table;
-use super::writer::TableWriter;
+use super::writer::{FileSettings, TableWriter};
 use crate::change::RawBatch;
 use crate::error::SinkError;
 use crate::schema::ColType;
@@ -50,8 +49,7 @@ pub struct TableSink {
     catalog: Arc<Catalog>,
     table: Table,
     pipeline_id: String,
-    props: WriterProperties,
-    target_file_size: usize,
+    files: FileSettings,
     writer: Option<TableWriter>,
     /// Everything below these positions is in the table.
     floor: Positions,
@@ -63,20 +61,13 @@ pub struct TableSink {
 
 impl TableSink {
     /// A sink for `table`, holding what the table holds for `pipeline_id`.
-    pub fn new(
-        catalog: Arc<Catalog>,
-        table: Table,
-        pipeline_id: &str,
-        props: WriterProperties,
-        target_file_size: usize,
-    ) -> Self {
+    pub fn new(catalog: Arc<Catalog>, table: Table, pipeline_id: &str, files: FileSettings) -> Self {
         let floor = committed_positions(&table, pipeline_id);
         Self {
             catalog,
             table,
             pipeline_id: pipeline_id.to_string(),
-            props,
-            target_file_size,
+            files,
             writer: None,
             floor,
             pending: BTreeMap::new(),
@@ -158,8 +149,7 @@ impl TableSink {
     pub async fn arrow_schema(&mut self) -> Result<SchemaRef, SinkError> {
         self.check()?;
         if self.writer.is_none() {
-            self.writer =
-                Some(TableWriter::new(&self.table, self.props.clone(), self.target_file_size).await?);
+            self.writer = Some(TableWriter::new(&self.table, self.files.clone()).await?);
         }
         Ok(self.writer.as_ref().expect("writer").arrow_schema().clone())
     }

@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::writer::FileSettings;
 use arrow_array::RecordBatch;
 use iceberg::table::Table;
-use parquet::file::properties::WriterProperties;
 
 use super::catalog::Catalog;
 use super::commit::Positions;
@@ -32,10 +32,8 @@ use crate::schema::ColType;
 #[derive(Debug, Clone)]
 pub struct TablesConfig {
     pub pipeline_id: String,
-    pub sort: Vec<String>,
     pub evolve_schema: bool,
-    pub props: WriterProperties,
-    pub target_file_size: usize,
+    pub files: FileSettings,
     pub commit_rows: usize,
     pub commit_bytes: usize,
     pub interval: Duration,
@@ -95,24 +93,14 @@ impl Tables {
         acknowledge: std::sync::mpsc::Sender<Positions>,
     ) -> Self {
         let table_types = table::column_types(&main);
-        let main =
-            TableSink::new(catalog.clone(), main, &cfg.pipeline_id, cfg.props.clone(), cfg.target_file_size);
-        let mut dead_letters = TableSink::new(
-            catalog.clone(),
-            dead_letters,
-            &cfg.pipeline_id,
-            cfg.props.clone(),
-            cfg.target_file_size,
-        );
+        let main = TableSink::new(catalog.clone(), main, &cfg.pipeline_id, cfg.files.clone());
+        let mut dead_letters =
+            TableSink::new(catalog.clone(), dead_letters, &cfg.pipeline_id, cfg.files.clone());
         // The main table's positions imply the dead-letter table holds as much.
         dead_letters.raise_floor(main.floor());
         Self {
             catalog,
-            // A mirror's rows stay in event order (row i is the event of `origins[i]`); its commit sorts.
-            encoder: Encoder::new(
-                cfg.pipeline_id.clone(),
-                if cfg.mirror { Vec::new() } else { cfg.sort.clone() },
-            ),
+            encoder: Encoder::new(cfg.pipeline_id.clone()),
             main,
             dead_letters,
             cfg,
@@ -220,7 +208,7 @@ impl Tables {
             self.stats.dead_letters += dead.len() as u64;
         }
         self.dead_letters.track(raw, &dlq_takes);
-        self.pending_bytes += raw.buf.len();
+        self.pending_bytes += raw.input_bytes();
         Ok(())
     }
 
@@ -290,7 +278,7 @@ impl Tables {
             drop(t);
             self.main.reload().await?;
         }
-        let m = MirrorSink::open(self.main.table(), key_columns.to_vec(), self.cfg.sort.clone()).await?;
+        let m = MirrorSink::open(self.main.table(), key_columns.to_vec()).await?;
         self.mirror = Some(m);
         Ok(())
     }
@@ -330,9 +318,7 @@ impl Tables {
         let before = self.main.stats();
         self.dead_letters.commit(&chain, false).await?;
         let committed = match self.mirror.as_mut() {
-            Some(m) => {
-                m.flush(&mut self.main, &chain, self.cfg.props.clone(), self.cfg.target_file_size).await?
-            }
+            Some(m) => m.flush(&mut self.main, &chain, &self.cfg.files).await?,
             None => self.main.commit(&chain, true).await?,
         };
         let Some(committed) = committed else { return Ok(()) };
@@ -397,8 +383,8 @@ impl Tables {
         self.dead_letters.reload().await?;
         if let Some(m) = self.mirror.as_mut() {
             if compacted {
-                let (keys, sort) = (m.key_columns().to_vec(), self.cfg.sort.clone());
-                *m = MirrorSink::open(self.main.table(), keys, sort).await?;
+                let keys = m.key_columns().to_vec();
+                *m = MirrorSink::open(self.main.table(), keys).await?;
             } else {
                 m.rebase(self.main.table());
             }

@@ -1,78 +1,270 @@
-//! Arrow batches → Parquet data files of one table (partitioned with a fan-out writer, rolled at the
-//! target file size). Files become visible only when [`super::commit`] commits them.
+//! Arrow batches → Parquet data files of one table.
+//!
+//! Rows are buffered up to a memory budget, then ordered by partition and, within a partition, by
+//! the table's sort order ([`RowOrder`]), and written one partition at a time: one file is open at
+//! a time (rolled at the target size), every file is sorted, and memory does not grow with the
+//! number of partitions a batch touches. Files become visible only when [`super::commit`] commits
+//! them.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
-use iceberg::arrow::{RecordBatchPartitionSplitter, schema_to_arrow_schema};
-use iceberg::spec::{DataFile, DataFileFormat};
+use arrow_array::cast::AsArray;
+use arrow_array::types::ByteArrayType;
+use arrow_array::{Array, ArrayRef, GenericByteArray, RecordBatch, StructArray};
+use arrow_ord::sort::{SortColumn, SortOptions, lexsort_to_indices};
+use arrow_schema::{DataType, SchemaRef};
+use arrow_select::concat::concat;
+use arrow_select::interleave::interleave_record_batch;
+use arrow_select::take::take;
+use iceberg::arrow::{PartitionValueCalculator, arrow_struct_to_literal, schema_to_arrow_schema};
+use iceberg::spec::{
+    DataFile, DataFileFormat, Literal, PartitionKey, PartitionSpec, SchemaRef as IcebergSchema, StructType,
+};
 use iceberg::table::Table;
-use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
+use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
-use iceberg::writer::partitioning::PartitioningWriter;
-use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use iceberg::{Error as IcebergError, ErrorKind};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::error::SinkError;
 
-type Builder =
-    DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+/// Rows buffered before they are ordered and written, by default (Arrow memory).
+pub const DEFAULT_BUFFER_BYTES: usize = 96 << 20;
 
-// One writer exists per table and commit, so the variants' size difference does not matter.
-#[allow(clippy::large_enum_variant)]
-enum Inner {
-    Partitioned { splitter: RecordBatchPartitionSplitter, writer: FanoutWriter<Builder> },
-    Unpartitioned(DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>),
+/// Rows per Arrow batch handed to the Parquet writer.
+const WRITE_CHUNK: usize = 16 * 1024;
+
+/// One partition's rows in write order: `(batch, row)` pairs into the batches given to
+/// [`RowOrder::runs`].
+pub struct Run {
+    pub partition: Option<PartitionKey>,
+    pub rows: Vec<(usize, usize)>,
 }
 
-/// Writes data files for one table, for one commit.
-pub struct TableWriter {
-    table_name: String,
-    arrow_schema: SchemaRef,
-    inner: Inner,
-    rows: usize,
+/// The order rows are written in: by partition, then by the table's sort order (nulls first).
+pub struct RowOrder {
+    spec: PartitionSpec,
+    schema: IcebergSchema,
+    calculator: Option<PartitionValueCalculator>,
+    partition_type: Option<StructType>,
+    /// Arrow column indices of the sort order's fields.
+    sort: Vec<usize>,
 }
 
-impl TableWriter {
-    /// A writer for the table's current schema and partition spec.
-    pub async fn new(
+impl RowOrder {
+    /// The order of `table`'s default partition spec and sort order, for rows in `arrow_schema`.
+    pub fn new(table: &Table, arrow_schema: &SchemaRef) -> Result<Self, IcebergError> {
+        let metadata = table.metadata();
+        let schema = metadata.current_schema().clone();
+        let spec = metadata.default_partition_spec().as_ref().clone();
+        let (calculator, partition_type) = if spec.is_unpartitioned() {
+            (None, None)
+        } else {
+            (Some(PartitionValueCalculator::try_new(&spec, &schema)?), Some(spec.partition_type(&schema)?))
+        };
+        let sort = metadata
+            .default_sort_order()
+            .fields
+            .iter()
+            .filter_map(|f| schema.field_by_id(f.source_id))
+            .filter_map(|f| arrow_schema.index_of(&f.name).ok())
+            .collect();
+        Ok(Self { spec, schema, calculator, partition_type, sort })
+    }
+
+    /// The rows of `batches` grouped by partition, each group in sort order.
+    pub fn runs(&self, batches: &[RecordBatch]) -> Result<Vec<Run>, IcebergError> {
+        let arrow = |e: arrow_schema::ArrowError| IcebergError::new(ErrorKind::Unexpected, e.to_string());
+        let mut locations = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+        for (b, batch) in batches.iter().enumerate() {
+            locations.extend((0..batch.num_rows()).map(|r| (b, r)));
+        }
+        if locations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let concat_all = |arrays: Vec<ArrayRef>| -> Result<ArrayRef, IcebergError> {
+            let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+            concat(&refs).map_err(arrow)
+        };
+        // Partition values (one struct per row), then the sort columns.
+        let partitions = match &self.calculator {
+            Some(c) => {
+                Some(concat_all(batches.iter().map(|b| c.calculate(b)).collect::<Result<Vec<_>, _>>()?)?)
+            }
+            None => None,
+        };
+        let mut keys: Vec<ArrayRef> = Vec::new();
+        if let Some(p) = &partitions {
+            let s = p.as_any().downcast_ref::<StructArray>().expect("partition values are a struct");
+            keys.extend(s.columns().iter().cloned());
+        }
+        let partition_keys = keys.len();
+        for &i in &self.sort {
+            keys.push(concat_all(batches.iter().map(|b| b.column(i).clone()).collect())?);
+        }
+        let order: Vec<usize> = if keys.is_empty() {
+            (0..locations.len()).collect()
+        } else {
+            let columns: Vec<SortColumn> = keys
+                .iter()
+                .map(|k| SortColumn {
+                    values: k.clone(),
+                    options: Some(SortOptions { descending: false, nulls_first: true }),
+                })
+                .collect();
+            lexsort_to_indices(&columns, None).map_err(arrow)?.values().iter().map(|&i| i as usize).collect()
+        };
+        let (Some(partitions), Some(partition_type)) = (partitions, &self.partition_type) else {
+            return Ok(vec![Run {
+                partition: None,
+                rows: order.into_iter().map(|i| locations[i]).collect(),
+            }]);
+        };
+        // Runs of equal partition values in the sorted order.
+        let indices = arrow_array::UInt32Array::from_iter_values(order.iter().map(|&i| i as u32));
+        let sorted: Vec<ArrayRef> = keys[..partition_keys]
+            .iter()
+            .map(|k| take(k, &indices, None))
+            .collect::<Result<_, _>>()
+            .map_err(arrow)?;
+        let ranges = arrow_ord::partition::partition(&sorted).map_err(arrow)?.ranges();
+        let mut runs = Vec::with_capacity(ranges.len());
+        for range in ranges {
+            let first = order[range.start];
+            let value = arrow_struct_to_literal(&partitions.slice(first, 1), partition_type)?;
+            let Some(Some(Literal::Struct(data))) = value.into_iter().next() else {
+                return Err(IcebergError::new(ErrorKind::DataInvalid, "a row has no partition value"));
+            };
+            runs.push(Run {
+                partition: Some(PartitionKey::new(self.spec.clone(), self.schema.clone(), data)),
+                rows: order[range].iter().map(|&i| locations[i]).collect(),
+            });
+        }
+        Ok(runs)
+    }
+}
+
+/// Writes `run` (rows of `batches`) as data files of its partition, rolled at the target size.
+pub async fn write_run(
+    builder: &DataFiles,
+    batches: &[&RecordBatch],
+    run: Run,
+) -> Result<Vec<DataFile>, IcebergError> {
+    let mut writer = builder.builder.build(run.partition).await?;
+    for chunk in run.rows.chunks(WRITE_CHUNK) {
+        let rows = interleave_record_batch(batches, chunk)
+            .map_err(|e| IcebergError::new(ErrorKind::Unexpected, e.to_string()))?;
+        writer.write(rows).await?;
+    }
+    writer.close().await
+}
+
+/// Makes data files of one table: Parquet with the given properties, named uniquely, rolled at the
+/// target size.
+pub struct DataFiles {
+    builder: DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>,
+}
+
+impl DataFiles {
+    pub fn new(
         table: &Table,
         props: WriterProperties,
         target_file_size: usize,
-    ) -> Result<Self, SinkError> {
-        let table_name = table.identifier().to_string();
-        let err = |source| SinkError::Write { table: table_name.clone(), source: Box::new(source) };
+    ) -> Result<Self, IcebergError> {
         let metadata = table.metadata();
-        let schema = metadata.current_schema().clone();
-        let arrow_schema = Arc::new(schema_to_arrow_schema(&schema).map_err(err)?);
-        let location = DefaultLocationGenerator::new(metadata).map_err(err)?;
         let names = DefaultFileNameGenerator::new(
             format!("cdc-{}", uuid::Uuid::new_v4()),
             None,
             DataFileFormat::Parquet,
         );
-        let parquet = ParquetWriterBuilder::new(props, schema.clone());
-        let rolling = RollingFileWriterBuilder::new(
-            parquet,
+        let builder = DataFileWriterBuilder::new(RollingFileWriterBuilder::new(
+            ParquetWriterBuilder::new(props, metadata.current_schema().clone()),
             target_file_size,
             table.file_io().clone(),
-            location,
+            DefaultLocationGenerator::new(metadata)?,
             names,
-        );
-        let builder = DataFileWriterBuilder::new(rolling);
-        let spec = metadata.default_partition_spec().clone();
-        let inner = if spec.is_unpartitioned() {
-            Inner::Unpartitioned(builder.build(None).await.map_err(err)?)
-        } else {
-            let splitter =
-                RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec).map_err(err)?;
-            Inner::Partitioned { splitter, writer: FanoutWriter::new(builder) }
+        ));
+        Ok(Self { builder })
+    }
+}
+
+/// `props` with dictionary encoding turned off for text and binary columns whose values are
+/// mostly distinct in a sample of `batches` (e-mails, notes): a dictionary there costs time and is
+/// dropped by the encoder anyway.
+pub fn with_dictionary_choice(props: &WriterProperties, batches: &[RecordBatch]) -> WriterProperties {
+    const SAMPLE: usize = 2048;
+    let Some(first) = batches.iter().find(|b| b.num_rows() > 0) else { return props.clone() };
+    let mut builder = props.clone().into_builder();
+    for (i, field) in first.schema().fields().iter().enumerate() {
+        let column = first.column(i);
+        let n = column.len().min(SAMPLE);
+        let distinct = match field.data_type() {
+            DataType::Utf8 => distinct_values(column.as_string::<i32>(), n),
+            DataType::LargeUtf8 => distinct_values(column.as_string::<i64>(), n),
+            DataType::Binary => distinct_values(column.as_binary::<i32>(), n),
+            _ => continue,
         };
-        Ok(Self { table_name, arrow_schema, inner, rows: 0 })
+        if n >= 64 && distinct * 2 > n {
+            builder = builder.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+        }
+    }
+    builder.build()
+}
+
+/// Distinct non-null values among the first `n` of `a`.
+fn distinct_values<T: ByteArrayType>(a: &GenericByteArray<T>, n: usize) -> usize {
+    (0..n).filter(|&r| a.is_valid(r)).map(|r| a.value(r).as_ref()).collect::<HashSet<&[u8]>>().len()
+}
+
+/// How a table's data files are written.
+#[derive(Debug, Clone)]
+pub struct FileSettings {
+    pub props: WriterProperties,
+    /// A data file rolls over at this size.
+    pub target_file_size: usize,
+    /// Rows (Arrow memory) held before they are ordered and written out.
+    pub buffer_bytes: usize,
+}
+
+/// Writes data files for one table, for one commit.
+pub struct TableWriter {
+    table: Table,
+    table_name: String,
+    arrow_schema: SchemaRef,
+    order: Arc<RowOrder>,
+    settings: FileSettings,
+    buffer: Vec<RecordBatch>,
+    buffered_bytes: usize,
+    /// The previous buffer being written out on another thread while this one fills.
+    in_flight: Option<tokio::task::JoinHandle<Result<Vec<DataFile>, SinkError>>>,
+    files: Vec<DataFile>,
+    rows: usize,
+}
+
+impl TableWriter {
+    /// A writer for the table's current schema, partition spec and sort order.
+    pub async fn new(table: &Table, settings: FileSettings) -> Result<Self, SinkError> {
+        let table_name = table.identifier().to_string();
+        let err = |source| SinkError::Write { table: table_name.clone(), source: Box::new(source) };
+        let arrow_schema = Arc::new(schema_to_arrow_schema(table.metadata().current_schema()).map_err(err)?);
+        let order = RowOrder::new(table, &arrow_schema).map_err(err)?;
+        Ok(Self {
+            table: table.clone(),
+            table_name,
+            arrow_schema,
+            order: Arc::new(order),
+            settings,
+            buffer: Vec::new(),
+            buffered_bytes: 0,
+            in_flight: None,
+            files: Vec::new(),
+            rows: 0,
+        })
     }
 
     /// The Arrow schema batches must have (with Iceberg field ids).
@@ -85,30 +277,62 @@ impl TableWriter {
         self.rows
     }
 
-    /// Writes one batch (already in the table's Arrow schema).
+    /// Takes one batch (already in the table's Arrow schema); writes the buffer out when it is full.
     pub async fn write(&mut self, batch: RecordBatch) -> Result<(), SinkError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let err = |source| SinkError::Write { table: self.table_name.clone(), source: Box::new(source) };
         self.rows += batch.num_rows();
-        match &mut self.inner {
-            Inner::Unpartitioned(w) => w.write(batch).await.map_err(err),
-            Inner::Partitioned { splitter, writer } => {
-                for (key, part) in splitter.split(&batch).map_err(err)? {
-                    writer.write(key, part).await.map_err(err)?;
-                }
-                Ok(())
-            }
+        self.buffered_bytes += batch.get_array_memory_size();
+        self.buffer.push(batch);
+        if self.buffered_bytes >= self.settings.buffer_bytes {
+            self.write_out().await?;
         }
+        Ok(())
     }
 
-    /// Closes every open file and returns the data files to commit.
-    pub async fn close(self) -> Result<Vec<DataFile>, SinkError> {
-        let err = |source| SinkError::Write { table: self.table_name.clone(), source: Box::new(source) };
-        match self.inner {
-            Inner::Unpartitioned(mut w) => w.close().await.map_err(err),
-            Inner::Partitioned { writer, .. } => writer.close().await.map_err(err),
+    /// Hands the buffered rows to a task that orders them and writes them, one partition at a
+    /// time, while the next buffer fills; waits for the previous one first (so at most two buffers
+    /// exist).
+    async fn write_out(&mut self) -> Result<(), SinkError> {
+        self.wait_in_flight().await?;
+        let batches = std::mem::take(&mut self.buffer);
+        self.buffered_bytes = 0;
+        if batches.is_empty() {
+            return Ok(());
         }
+        let (table, order, settings) = (self.table.clone(), self.order.clone(), self.settings.clone());
+        self.in_flight = Some(tokio::spawn(async move {
+            let err =
+                |source| SinkError::Write { table: table.identifier().to_string(), source: Box::new(source) };
+            let runs = order.runs(&batches).map_err(err)?;
+            let props = with_dictionary_choice(&settings.props, &batches);
+            let data_files = DataFiles::new(&table, props, settings.target_file_size).map_err(err)?;
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            let mut files = Vec::new();
+            for run in runs {
+                files.extend(write_run(&data_files, &refs, run).await.map_err(err)?);
+            }
+            Ok(files)
+        }));
+        Ok(())
+    }
+
+    async fn wait_in_flight(&mut self) -> Result<(), SinkError> {
+        if let Some(task) = self.in_flight.take() {
+            let files = task.await.map_err(|e| SinkError::Shape {
+                table: self.table_name.clone(),
+                message: format!("writing data files failed: {e}"),
+            })??;
+            self.files.extend(files);
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered and returns the data files to commit.
+    pub async fn close(mut self) -> Result<Vec<DataFile>, SinkError> {
+        self.write_out().await?;
+        self.wait_in_flight().await?;
+        Ok(self.files)
     }
 }

@@ -5,24 +5,22 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, RecordBatchReader, StringArray, UInt32Array};
-use arrow_schema::{Field, Schema as ArrowSchema};
-use iceberg::arrow::{RecordBatchPartitionSplitter, schema_to_arrow_schema};
+use arrow_array::{Array, Int64Array, RecordBatch, RecordBatchReader, StringArray};
+use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::spec::{
     DataContentType, DataFile, DataFileFormat, NestedField, PartitionKey, PrimitiveType, Schema, Struct, Type,
 };
 use iceberg::table::Table;
-use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
-use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::properties::WriterProperties;
 
 use super::Key;
 use crate::error::SinkError;
+use crate::sink::writer::{DataFiles, FileSettings, RowOrder, with_dictionary_choice, write_run};
 
 /// Field ids of the position-delete schema (Iceberg spec, reserved).
 const FILE_PATH_ID: i32 = 2147483546;
@@ -43,74 +41,45 @@ pub struct Placed {
     pub pos: u64,
 }
 
-/// Writes `rows` (the table's current Arrow schema, already sorted) as data files of the default
-/// spec; returns the files and, per row, the file (index into the files) and position it landed at.
+/// Writes `parts` (rows in the table's current Arrow schema; `keys[i]` is the key of row `i` of
+/// their concatenation) as data files of the default spec, ordered by partition and sort order;
+/// returns the files and, per row, the file (index into the files) and position it landed at.
 pub async fn write_data(
     table: &Table,
-    props: WriterProperties,
-    target_file_size: usize,
-    rows: RecordBatch,
+    settings: &FileSettings,
+    parts: &[RecordBatch],
     keys: Vec<Key>,
 ) -> Result<(Vec<DataFile>, Vec<Placed>), SinkError> {
     let err = write_err(table);
-    let metadata = table.metadata();
-    let schema = metadata.current_schema().clone();
-    let spec = metadata.default_partition_spec().clone();
-    let names =
-        DefaultFileNameGenerator::new(format!("cdc-{}", uuid::Uuid::new_v4()), None, DataFileFormat::Parquet);
-    let location = DefaultLocationGenerator::new(metadata).map_err(&err)?;
-    let builder = DataFileWriterBuilder::new(RollingFileWriterBuilder::new(
-        ParquetWriterBuilder::new(props, schema.clone()),
-        target_file_size,
-        table.file_io().clone(),
-        location,
-        names,
-    ));
-    // Parts of one partition each, with the row numbers (in `rows`) they hold, in order.
-    let parts: Vec<(Option<PartitionKey>, RecordBatch, Vec<u32>)> = if spec.is_unpartitioned() {
-        let n = rows.num_rows() as u32;
-        vec![(None, rows, (0..n).collect())]
-    } else {
-        let mut fields = rows.schema().fields().to_vec();
-        let ncols = fields.len();
-        fields.push(Arc::new(Field::new("__cdc_row", arrow_schema::DataType::UInt32, false)));
-        let mut columns = rows.columns().to_vec();
-        columns.push(Arc::new(UInt32Array::from_iter_values(0..rows.num_rows() as u32)) as ArrayRef);
-        let numbered = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns)
-            .map_err(|e| shape(table, format!("numbering rows: {e}")))?;
-        let splitter =
-            RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec.clone())
-                .map_err(&err)?;
-        let mut parts = Vec::new();
-        for (key, part) in splitter.split(&numbered).map_err(&err)? {
-            let numbers = part
-                .column(ncols)
-                .as_any()
-                .downcast_ref::<UInt32Array>()
-                .ok_or_else(|| shape(table, "row numbers lost in partitioning".into()))?
-                .values()
-                .to_vec();
-            let part =
-                part.project(&(0..ncols).collect::<Vec<_>>()).map_err(|e| shape(table, e.to_string()))?;
-            parts.push((Some(key), part, numbers));
-        }
-        parts
-    };
+    let Some(first) = parts.first() else { return Ok((Vec::new(), Vec::new())) };
+    let order = RowOrder::new(table, &first.schema()).map_err(&err)?;
+    let runs = order.runs(parts).map_err(&err)?;
+    let data_files =
+        DataFiles::new(table, with_dictionary_choice(&settings.props, parts), settings.target_file_size)
+            .map_err(&err)?;
+    let mut starts = Vec::with_capacity(parts.len());
+    let mut n = 0;
+    for p in parts {
+        starts.push(n);
+        n += p.num_rows();
+    }
+    let refs: Vec<&RecordBatch> = parts.iter().collect();
     let mut keys: Vec<Option<Key>> = keys.into_iter().map(Some).collect();
     let mut files = Vec::new();
     let mut placed = Vec::with_capacity(keys.len());
-    for (pk, part, numbers) in parts {
-        let mut writer = builder.build(pk).await.map_err(&err)?;
-        writer.write(part).await.map_err(&err)?;
-        let written = writer.close().await.map_err(&err)?;
+    for run in runs {
+        let numbers: Vec<usize> = run.rows.iter().map(|&(b, r)| starts[b] + r).collect();
+        let written = write_run(&data_files, &refs, run).await.map_err(&err)?;
         // Files are returned in the order they were rolled: positions run on across them.
         let mut numbers = numbers.into_iter();
         for f in written {
             let idx = files.len();
             for pos in 0..f.record_count() {
                 let n = numbers.next().ok_or_else(|| shape(table, "more rows written than given".into()))?;
-                let key =
-                    keys[n as usize].take().ok_or_else(|| shape(table, "a row was written twice".into()))?;
+                let key = keys
+                    .get_mut(n)
+                    .and_then(Option::take)
+                    .ok_or_else(|| shape(table, "a row was written twice".into()))?;
                 placed.push(Placed { key, file: idx, pos });
             }
             files.push(f);

@@ -4,16 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use crate::sink::writer::FileSettings;
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, new_null_array};
 use arrow_cast::cast;
-use arrow_ord::sort::{SortColumn, SortOptions, lexsort_to_indices};
-use arrow_select::concat::concat_batches;
 use arrow_select::filter::filter_record_batch;
 use arrow_select::interleave::interleave;
-use arrow_select::take::take_record_batch;
 use iceberg::spec::{DataContentType, ManifestContentType, Struct};
 use iceberg::table::Table;
-use parquet::file::properties::WriterProperties;
 
 use super::files::{self, FileDeletes};
 use super::index::{KeyIndex, Location};
@@ -49,7 +46,6 @@ pub struct MirrorSink {
     deletes: BTreeMap<u32, BTreeSet<u64>>,
     /// The snapshot the index reflects.
     snapshot: Option<i64>,
-    sort: Vec<String>,
     /// The row the last delete removed, with the delete's LSN: a primary-key change (delete + create
     /// at one LSN) carries TOASTed values over from it.
     last_delete: Option<(i64, Location)>,
@@ -64,7 +60,7 @@ fn shape(table: &Table, message: String) -> SinkError {
 impl MirrorSink {
     /// Opens the mirror of `table` keyed by `key_columns`: rebuilds the index from the table's
     /// current snapshot (key columns of every live row, position deletes applied).
-    pub async fn open(table: &Table, key_columns: Vec<String>, sort: Vec<String>) -> Result<Self, SinkError> {
+    pub async fn open(table: &Table, key_columns: Vec<String>) -> Result<Self, SinkError> {
         let started = std::time::Instant::now();
         let mut m = Self {
             key_columns,
@@ -75,7 +71,6 @@ impl MirrorSink {
             live_rows: 0,
             deletes: BTreeMap::new(),
             snapshot: table.metadata().current_snapshot_id(),
-            sort,
             last_delete: None,
             carried_row: None,
         };
@@ -349,8 +344,7 @@ impl MirrorSink {
         &mut self,
         sink: &mut TableSink,
         chain: &str,
-        props: WriterProperties,
-        target_file_size: usize,
+        settings: &FileSettings,
     ) -> Result<Option<Committed>, SinkError> {
         self.carry_deleted_row();
         if !self.has_changes() {
@@ -359,7 +353,7 @@ impl MirrorSink {
             return sink.commit(chain, true).await;
         }
         let table = sink.table().clone();
-        // The live rows, sorted by the sort order.
+        // The live rows (the writer orders them by partition and sort order).
         let mut parts = Vec::new();
         let mut keys = Vec::with_capacity(self.live_rows);
         for p in std::mem::take(&mut self.batches) {
@@ -371,10 +365,7 @@ impl MirrorSink {
         let (data, placed) = if keys.is_empty() {
             (Vec::new(), Vec::new())
         } else {
-            let schema = parts[0].schema();
-            let rows = concat_batches(&schema, &parts).map_err(|e| shape(&table, e.to_string()))?;
-            let (rows, keys) = self.sorted(rows, keys).map_err(|e| shape(&table, e))?;
-            files::write_data(&table, props.clone(), target_file_size, rows, keys).await?
+            files::write_data(&table, settings, &parts, keys).await?
         };
         let mut by_path: BTreeMap<Arc<str>, FileDeletes> = BTreeMap::new();
         for (file, positions) in std::mem::take(&mut self.deletes) {
@@ -384,7 +375,7 @@ impl MirrorSink {
                 FileDeletes { spec_id: f.spec_id, partition: f.partition.clone(), positions },
             );
         }
-        let deletes = files::write_deletes(&table, props, &by_path).await?;
+        let deletes = files::write_deletes(&table, settings.props.clone(), &by_path).await?;
         let new_files: Vec<(Arc<str>, Struct)> =
             data.iter().map(|f| (Arc::from(f.file_path()), f.partition().clone())).collect();
         let op = RowDelta {
@@ -414,27 +405,6 @@ impl MirrorSink {
             let r = self.batches[batch as usize].rows.slice(row as usize, 1);
             self.carried_row = Some((lsn, r));
         }
-    }
-
-    fn sorted(&self, rows: RecordBatch, keys: Vec<Key>) -> Result<(RecordBatch, Vec<Key>), String> {
-        let columns: Vec<SortColumn> = self
-            .sort
-            .iter()
-            .filter_map(|name| rows.column_by_name(name))
-            .map(|c| SortColumn {
-                values: c.clone(),
-                options: Some(SortOptions { descending: false, nulls_first: true }),
-            })
-            .collect();
-        if columns.is_empty() || rows.num_rows() < 2 {
-            return Ok((rows, keys));
-        }
-        let indices = lexsort_to_indices(&columns, None).map_err(|e| e.to_string())?;
-        let rows = take_record_batch(&rows, &indices).map_err(|e| e.to_string())?;
-        let mut keys: Vec<Option<Key>> = keys.into_iter().map(Some).collect();
-        let keys =
-            indices.values().iter().map(|&i| keys[i as usize].take().expect("each row once")).collect();
-        Ok((rows, keys))
     }
 
     /// The snapshot the index reflects, after someone else changed the table without moving rows
