@@ -3,7 +3,7 @@
 //!
 //! Points: `before-swap` (a commit's files and metadata are written, not yet published) and
 //! `after-swap` (published, not yet acknowledged) abort the process like `kill -9`; `worker` (after a
-//! batch is decoded) panics the decode/transform worker thread.
+//! batch is decoded) panics the transform worker thread.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,8 +1,9 @@
 //! The batch loop: source → decode → transform chain → encode → Iceberg, with commits every
 //! `sink.commit_rows` rows and at end of input.
 //!
-//! Reading, decoding and the plugin chain run on a worker thread; encoding, Parquet writing and commits
-//! run on the async side, so the two overlap on two cores. Batches cross between them whole.
+//! Reading and decoding run on one thread, filtering, keying and the plugin chain on a second; encoding
+//! and commits run on the async side, Parquet writing on its tasks. All of it overlaps, so every core
+//! is busy. Batches cross between them whole.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::change::{ChangeBatch, DeadLetter, Op, RawBatch};
 use crate::config::{Config, FilterConfig, TableMode};
-use crate::decode::{DecodeStats, Decoder};
+use crate::decode::{DecodeStats, Decoded, Decoder};
 use crate::error::PipelineError;
 use crate::metrics::Metrics;
 use crate::schema::{ColType, parse_transform, parse_type};
@@ -138,10 +139,34 @@ pub async fn prepare_tables(
     Ok((main, dlq))
 }
 
-/// Batches queued between the worker thread and the writer.
+/// Batches queued between the transform thread and the writer (deep enough that decoding goes
+/// on while a commit writes its files).
 const QUEUED_BATCHES: usize = 16;
 
-/// One batch's worth of work handed from the worker thread to the writer.
+/// Decoded batches queued between the reading and the transform threads.
+const DECODED_BATCHES: usize = 2;
+
+/// A decoded batch on its way to the transform thread, with the chain to use from it on, if that
+/// changed.
+struct Decoding {
+    swap: Option<Chain>,
+    raw: RawBatch,
+    decoded: Decoded,
+}
+
+/// The failure a panicked pipeline thread reports.
+fn worker_panic(stage: &str, panic: Box<dyn std::any::Any + Send>) -> PipelineError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    PipelineError::Internal(format!(
+        "the {stage} worker panicked: {message}; nothing after the last commit was committed"
+    ))
+}
+
+/// One batch's worth of work handed from the transform thread to the writer.
 struct Work {
     raw: RawBatch,
     batch: ChangeBatch,
@@ -155,7 +180,7 @@ struct Work {
     mirror: Option<MirrorEvents>,
 }
 
-/// Messages from the worker thread to the writer.
+/// Messages from the pipeline threads to the writer.
 enum Msg {
     Work(Box<Work>),
     /// Commit everything received so far, then answer.
@@ -278,7 +303,6 @@ pub async fn run<S: Source + 'static>(
     let declared: HashMap<String, ColType> =
         table::column_types(&table).into_iter().filter(|(n, _)| !removed.contains(n)).collect();
 
-    // Deep enough that decoding goes on while a commit writes its files.
     let (tx, mut rx) = mpsc::channel::<Msg>(QUEUED_BATCHES);
     let (committed_tx, committed_rx) = std::sync::mpsc::channel::<BTreeMap<String, i64>>();
     let held = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -300,93 +324,40 @@ pub async fn run<S: Source + 'static>(
     let source_name = source.name().to_string();
     let stop = options.stop.clone();
     let mut updates = options.updates;
-    let worker = std::thread::Builder::new()
-        .name("decode-transform".into())
+    // Two threads feed the writer: one reads and decodes, the other filters, keys and runs the chain;
+    // batches cross between them whole.
+    let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Decoding>(DECODED_BATCHES);
+    let reader_tx = tx.clone();
+    let reader = std::thread::Builder::new()
+        .name("read-decode".into())
         .spawn(move || {
-            // The reading loop; `tx` stays outside it, so a panic can still be reported.
+            // The reading loop; `reader_tx` stays outside it, so a panic can still be reported.
             let body = std::panic::AssertUnwindSafe(|| {
                 let mut source = source;
-                let mut chain = chain;
-                let mut chain_id: Arc<str> = Arc::from(chain.identity());
                 let mut decoder = Decoder::new(declared, decimal);
-                let fail = |e| {
-                    let _ = tx.blocking_send(Msg::Failed(e));
-                };
                 if let Err(e) = source.start(handle) {
-                    fail(e);
-                } else {
-                    while !stop.load(Ordering::Relaxed) {
-                        while let Ok(positions) = committed_rx.try_recv() {
-                            source.committed(&positions);
-                        }
-                        if let Some(next) = updates.as_mut().and_then(|u| u.poll()) {
-                            chain = next;
-                        }
-                        // A swap or a quarantine: the rows from here on record the chain that made them.
-                        let identity = chain.identity();
-                        if *chain_id != *identity {
-                            chain_id = Arc::from(identity);
-                        }
-                        let mut raw = RawBatch::default();
-                        match source.next_batch(&mut raw, batch_size) {
-                            Ok(false) => break,
-                            Ok(true) if raw.is_empty() => continue,
-                            Ok(true) => {}
-                            Err(e) => {
-                                fail(e);
-                                break;
-                            }
-                        }
-                        let decoded = decoder.decode(&raw);
-                        crate::fault::point("worker");
-                        let mut dead = decoded.dead_letters;
-                        let mut batch = decoded.batch;
-                        let filtered = match filter.apply(&mut batch) {
-                            Ok(n) => n,
-                            Err(e) => {
-                                fail(e);
-                                break;
-                            }
-                        };
-                        let mirror = mirror_mode.then(|| {
-                            let key = match (&table_key, &decoded.key_fields) {
-                                (k, _) if !k.is_empty() => k.clone(),
-                                (_, Some(k)) => k.clone(),
-                                _ => Vec::new(),
-                            };
-                            let truncates = if truncates_wanted {
-                                decoded
-                                    .truncates
-                                    .into_iter()
-                                    .filter(|(_, t)| filter.takes_table(t))
-                                    .map(|(o, _)| o)
-                                    .collect()
-                            } else {
-                                Vec::new()
-                            };
-                            mirror::key_events(&mut batch, truncates, &key, &key_types, &mut dead)
-                        });
-                        let chain_stats = chain.apply_at(&mut batch, &mut dead, &|o| raw.position(o as usize));
-                        // Only dead letters need the record text downstream: a queued batch holds
-                        // its decoded rows, not its input too.
-                        let mut letters: Vec<bool> = vec![false; raw.len()];
-                        for d in &dead {
-                            letters[d.origin as usize] = true;
-                        }
-                        raw.keep_bytes_of(|i| letters[i]);
-                        let work = Work {
-                            raw,
-                            batch,
-                            dead,
-                            decode: decoded.stats,
-                            chain: chain_stats,
-                            filtered,
-                            chain_id: chain_id.clone(),
-                            mirror,
-                        };
-                        if tx.blocking_send(Msg::Work(Box::new(work))).is_err() {
+                    let _ = reader_tx.blocking_send(Msg::Failed(e));
+                    return source;
+                }
+                while !stop.load(Ordering::Relaxed) {
+                    while let Ok(positions) = committed_rx.try_recv() {
+                        source.committed(&positions);
+                    }
+                    // A new chain applies from the next batch read.
+                    let swap = updates.as_mut().and_then(|u| u.poll());
+                    let mut raw = RawBatch::default();
+                    match source.next_batch(&mut raw, batch_size) {
+                        Ok(false) => break,
+                        Ok(true) if raw.is_empty() => continue,
+                        Ok(true) => {}
+                        Err(e) => {
+                            let _ = reader_tx.blocking_send(Msg::Failed(e));
                             break;
                         }
+                    }
+                    let decoded = decoder.decode(&raw);
+                    if decoded_tx.send(Decoding { swap, raw, decoded }).is_err() {
+                        break;
                     }
                 }
                 source
@@ -394,23 +365,97 @@ pub async fn run<S: Source + 'static>(
             let mut source = match std::panic::catch_unwind(body) {
                 Ok(source) => Some(source),
                 Err(panic) => {
-                    let message = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
-                    let _ = tx.blocking_send(Msg::Failed(PipelineError::Internal(format!(
-                        "the decode/transform worker panicked: {message}; nothing after the last commit was committed"
-                    ))));
+                    let _ = reader_tx.blocking_send(Msg::Failed(worker_panic("read/decode", panic)));
                     None
                 }
             };
             // Acknowledge what the last commits made durable before the source goes away.
-            drop(tx);
+            drop(decoded_tx);
+            drop(reader_tx);
             while let Ok(positions) = committed_rx.recv() {
                 if let Some(source) = source.as_mut() {
                     source.committed(&positions);
                 }
+            }
+        })
+        .map_err(|e| PipelineError::Internal(format!("cannot start the reader thread: {e}")))?;
+    let worker_stop = options.stop.clone();
+    let worker = std::thread::Builder::new()
+        .name("transform".into())
+        .spawn(move || {
+            let body = std::panic::AssertUnwindSafe(|| {
+                let mut chain = chain;
+                let mut chain_id: Arc<str> = Arc::from(chain.identity());
+                let fail = |e| {
+                    let _ = tx.blocking_send(Msg::Failed(e));
+                };
+                while let Ok(Decoding { swap, mut raw, decoded }) = decoded_rx.recv() {
+                    // Stopping (a signal, or the chain halted): batches decoded ahead are left for
+                    // the next run, which resumes at the positions committed.
+                    if worker_stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if let Some(next) = swap {
+                        chain = next;
+                    }
+                    // A swap or a quarantine: the rows from here on record the chain that made them.
+                    let identity = chain.identity();
+                    if *chain_id != *identity {
+                        chain_id = Arc::from(identity);
+                    }
+                    crate::fault::point("worker");
+                    let mut dead = decoded.dead_letters;
+                    let mut batch = decoded.batch;
+                    let filtered = match filter.apply(&mut batch) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            fail(e);
+                            break;
+                        }
+                    };
+                    let mirror = mirror_mode.then(|| {
+                        let key = match (&table_key, &decoded.key_fields) {
+                            (k, _) if !k.is_empty() => k.clone(),
+                            (_, Some(k)) => k.clone(),
+                            _ => Vec::new(),
+                        };
+                        let truncates = if truncates_wanted {
+                            decoded
+                                .truncates
+                                .into_iter()
+                                .filter(|(_, t)| filter.takes_table(t))
+                                .map(|(o, _)| o)
+                                .collect()
+                        } else {
+                            Vec::new()
+                        };
+                        mirror::key_events(&mut batch, truncates, &key, &key_types, &mut dead)
+                    });
+                    let chain_stats = chain.apply_at(&mut batch, &mut dead, &|o| raw.position(o as usize));
+                    // Only dead letters need the record text downstream: a queued batch holds
+                    // its decoded rows, not its input too.
+                    let mut letters: Vec<bool> = vec![false; raw.len()];
+                    for d in &dead {
+                        letters[d.origin as usize] = true;
+                    }
+                    raw.keep_bytes_of(|i| letters[i]);
+                    let work = Work {
+                        raw,
+                        batch,
+                        dead,
+                        decode: decoded.stats,
+                        chain: chain_stats,
+                        filtered,
+                        chain_id: chain_id.clone(),
+                        mirror,
+                    };
+                    if tx.blocking_send(Msg::Work(Box::new(work))).is_err() {
+                        break;
+                    }
+                }
+            });
+            if let Err(panic) = std::panic::catch_unwind(body) {
+                let _ = tx.blocking_send(Msg::Failed(worker_panic("transform", panic)));
             }
         })
         .map_err(|e| PipelineError::Internal(format!("cannot start the worker thread: {e}")))?;
@@ -510,6 +555,7 @@ pub async fn run<S: Source + 'static>(
     summary.dead_letter_reasons = top_reasons(&stats.reasons, 3);
     drop(tables); // closes the acknowledgement channel so the worker can finish
     let _ = worker.join();
+    let _ = reader.join();
     flushed?;
     summary.seconds = started.elapsed().as_secs_f64();
     summary.events_per_second = summary.events as f64 / summary.seconds.max(1e-9);

@@ -309,7 +309,8 @@ impl Tables {
     /// reaches (a positions-only snapshot when no row survived). Then acknowledges the positions.
     pub async fn flush(&mut self) -> Result<(), PipelineError> {
         self.finish_maintenance().await?;
-        self.last_commit = Instant::now();
+        let started = Instant::now();
+        self.last_commit = started;
         if !self.main.is_pending() {
             return Ok(());
         }
@@ -337,10 +338,12 @@ impl Tables {
                 files,
                 pipeline_lag_seconds = lag,
                 attempts = committed.attempts,
+                seconds = started.elapsed().as_secs_f32(),
                 "committed"
             );
         } else {
-            tracing::info!(rows, files, attempts = committed.attempts, "committed");
+            let seconds = started.elapsed().as_secs_f32();
+            tracing::info!(rows, files, attempts = committed.attempts, seconds, "committed");
         }
         self.pending_bytes = 0;
         self.pending_ts_ms = 0;

@@ -150,7 +150,7 @@ impl RowOrder {
 }
 
 /// Writes `run` (rows of `batches`) as data files of its partition, rolled at the target size.
-pub async fn write_run(
+async fn write_run(
     builder: &DataFiles,
     batches: &[&RecordBatch],
     run: Run,
@@ -162,6 +162,49 @@ pub async fn write_run(
         writer.write(rows).await?;
     }
     writer.close().await
+}
+
+/// Writes `runs` (rows of `batches`), spread over one task per core, one partition at a time per
+/// task; returns each run's files, in run order.
+pub async fn write_runs(
+    files: Arc<DataFiles>,
+    batches: Arc<Vec<RecordBatch>>,
+    runs: Vec<Run>,
+) -> Result<Vec<Vec<DataFile>>, IcebergError> {
+    let lanes = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    // Biggest runs first, each to the lane with the fewest rows so far.
+    let count = runs.len();
+    let mut by_size: Vec<(usize, Run)> = runs.into_iter().enumerate().collect();
+    by_size.sort_by_key(|(_, r)| std::cmp::Reverse(r.rows.len()));
+    let mut plan: Vec<(usize, Vec<(usize, Run)>)> = (0..lanes).map(|_| (0, Vec::new())).collect();
+    for (i, run) in by_size {
+        let lane = plan.iter_mut().min_by_key(|(rows, _)| *rows).expect("a lane");
+        lane.0 += run.rows.len();
+        lane.1.push((i, run));
+    }
+    let tasks: Vec<_> = plan
+        .into_iter()
+        .filter(|(_, runs)| !runs.is_empty())
+        .map(|(_, runs)| {
+            let (files, batches) = (files.clone(), batches.clone());
+            tokio::spawn(async move {
+                let refs: Vec<&RecordBatch> = batches.iter().collect();
+                let mut out = Vec::with_capacity(runs.len());
+                for (i, run) in runs {
+                    out.push((i, write_run(&files, &refs, run).await?));
+                }
+                Ok::<_, IcebergError>(out)
+            })
+        })
+        .collect();
+    let mut written: Vec<Vec<DataFile>> = vec![Vec::new(); count];
+    for task in tasks {
+        let lane = task.await.map_err(|e| IcebergError::new(ErrorKind::Unexpected, e.to_string()))??;
+        for (i, files) in lane {
+            written[i] = files;
+        }
+    }
+    Ok(written)
 }
 
 /// Makes data files of one table: Parquet with the given properties, named uniquely, rolled at the
@@ -307,13 +350,9 @@ impl TableWriter {
                 |source| SinkError::Write { table: table.identifier().to_string(), source: Box::new(source) };
             let runs = order.runs(&batches).map_err(err)?;
             let props = with_dictionary_choice(&settings.props, &batches);
-            let data_files = DataFiles::new(&table, props, settings.target_file_size).map_err(err)?;
-            let refs: Vec<&RecordBatch> = batches.iter().collect();
-            let mut files = Vec::new();
-            for run in runs {
-                files.extend(write_run(&data_files, &refs, run).await.map_err(err)?);
-            }
-            Ok(files)
+            let data_files = Arc::new(DataFiles::new(&table, props, settings.target_file_size).map_err(err)?);
+            let written = write_runs(data_files, Arc::new(batches), runs).await.map_err(err)?;
+            Ok(written.into_iter().flatten().collect())
         }));
         Ok(())
     }

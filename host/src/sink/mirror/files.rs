@@ -20,7 +20,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::Key;
 use crate::error::SinkError;
-use crate::sink::writer::{DataFiles, FileSettings, RowOrder, with_dictionary_choice, write_run};
+use crate::sink::writer::{DataFiles, FileSettings, RowOrder, with_dictionary_choice, write_runs};
 
 /// Field ids of the position-delete schema (Iceberg spec, reserved).
 const FILE_PATH_ID: i32 = 2147483546;
@@ -63,14 +63,14 @@ pub async fn write_data(
         starts.push(n);
         n += p.num_rows();
     }
-    let refs: Vec<&RecordBatch> = parts.iter().collect();
+    let numbers: Vec<Vec<usize>> =
+        runs.iter().map(|run| run.rows.iter().map(|&(b, r)| starts[b] + r).collect()).collect();
+    let written = write_runs(Arc::new(data_files), Arc::new(parts.to_vec()), runs).await.map_err(&err)?;
     let mut keys: Vec<Option<Key>> = keys.into_iter().map(Some).collect();
     let mut files = Vec::new();
     let mut placed = Vec::with_capacity(keys.len());
-    for run in runs {
-        let numbers: Vec<usize> = run.rows.iter().map(|&(b, r)| starts[b] + r).collect();
-        let written = write_run(&data_files, &refs, run).await.map_err(&err)?;
-        // Files are returned in the order they were rolled: positions run on across them.
+    for (written, numbers) in written.into_iter().zip(numbers) {
+        // A run's files are in the order they were rolled: positions run on across them.
         let mut numbers = numbers.into_iter();
         for f in written {
             let idx = files.len();
