@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Freshness of rows in a cdc-host table: for every row tagged with --notes, the time from its
 PostgreSQL commit (the row's created_at, set with clock_timestamp() at insert) to the commit of the
-Iceberg snapshot that added its data file. Prints JSON with count, p50, p95 and max in seconds."""
+Iceberg snapshot that first added a data file holding it. Prints JSON with count, p50, p95 and max in seconds."""
 import argparse
 import json
 import os
@@ -20,17 +20,20 @@ def main():
     wh = os.path.abspath(a.warehouse)
     catalog = SqlCatalog("iceberg", uri=f"sqlite:///{os.path.join(wh, 'catalog.db')}", warehouse=f"file://{wh}")
     table = catalog.load_table(a.table)
-    committed_at = {s.snapshot_id: s.timestamp_ms for s in table.snapshots()}
-    lags = []
-    for e in table.inspect.entries().to_pylist():
-        if e["status"] != 1:  # ADDED
-            continue
-        path = e["data_file"]["file_path"].removeprefix("file://")
-        t = pq.read_table(path, columns=["created_at", "notes"])
-        t = t.filter(pc.equal(t["notes"], a.notes))
-        at = committed_at[e["snapshot_id"]]
-        for c in t["created_at"].to_pylist():
-            lags.append(at / 1000.0 - c.timestamp())
+    # A row is visible from the first snapshot that added a file holding it; compaction adds it
+    # again later, so every retained snapshot's own additions are looked at, not just the current files.
+    first_seen = {}
+    for snap in sorted(table.snapshots(), key=lambda s: s.sequence_number):
+        for e in table.inspect.entries(snapshot_id=snap.snapshot_id).to_pylist():
+            if e["status"] != 1 or e["snapshot_id"] != snap.snapshot_id:  # added by this snapshot
+                continue
+            path = e["data_file"]["file_path"].removeprefix("file://")
+            t = pq.read_table(path, columns=["email", "created_at", "notes"])
+            t = t.filter(pc.equal(t["notes"], a.notes))
+            for email, created in zip(t["email"].to_pylist(), t["created_at"].to_pylist()):
+                if email not in first_seen:
+                    first_seen[email] = snap.timestamp_ms / 1000.0 - created.timestamp()
+    lags = list(first_seen.values())
     lags.sort()
     if not lags:
         raise SystemExit("no tagged rows found")

@@ -6,11 +6,13 @@
 //! (b) Freshness: drives a steady 5k changes/s through PostgreSQL → Debezium → Kafka into a streaming
 //!     host and reports PostgreSQL commit → row visible in Iceberg (the snapshot that holds it), p50/p95.
 //!
-//! `CDC_BENCH_EVENTS` (default 1,000,000), `CDC_BENCH_FRESHNESS_SECONDS` (default 60; 0 skips it). Results go to
+//! `CDC_BENCH_EVENTS` (default 1,000,000; 0 skips (a)), `CDC_BENCH_FRESHNESS_SECONDS` (default 60; 0 skips it),
+//! `CDC_BENCH_TABLE_MODE` (`append` or `mirror`, for (b); its config is reported beside its figures). Results go to
 //! `target/bench/kafka.json`.
 
+mod support;
+
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,10 +21,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+use support::{repo, run_host};
 
 fn stack_env(key: &str) -> String {
     let out = Command::new(repo().join("scripts/stack")).arg("env").output().expect("scripts/stack env");
@@ -33,39 +32,6 @@ fn stack_env(key: &str) -> String {
         .find(|(k, _)| *k == key)
         .map(|(_, v)| v.to_string())
         .expect("stack env")
-}
-
-fn peak_rss_mb(pid: u32) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-/// Runs the host to completion, sampling its peak RSS; returns (seconds, peak MB, stdout).
-fn run_host(args: &[&str], dir: &Path) -> (f64, f64, String) {
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cdc-host"))
-        .args(args)
-        .current_dir(dir)
-        .env("CDC_HOST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start cdc-host");
-    let pid = child.id();
-    let mut peak: f64 = 0.0;
-    loop {
-        if let Some(mb) = peak_rss_mb(pid) {
-            peak = peak.max(mb);
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "cdc-host failed");
-    (started.elapsed().as_secs_f64(), peak, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn drain(n: usize) -> Value {
@@ -151,6 +117,11 @@ fn drain(n: usize) -> Value {
     })
 }
 
+/// `CDC_BENCH_TABLE_MODE`: the table mode of the freshness run (`append`, default, or `mirror`).
+fn table_mode() -> String {
+    std::env::var("CDC_BENCH_TABLE_MODE").unwrap_or_else(|_| "append".into())
+}
+
 fn freshness(seconds: u64) -> Value {
     let brokers = stack_env("KAFKA_BOOTSTRAP_SERVERS");
     let dir = tempfile::tempdir().unwrap();
@@ -161,7 +132,9 @@ fn freshness(seconds: u64) -> Value {
         &cfg,
         shipped
             .replace("processing_interval_seconds = 10", "processing_interval_seconds = 1")
-            .replace("consumer_timeout_ms = 1000", "consumer_timeout_ms = 100"),
+            .replace("consumer_timeout_ms = 1000", "consumer_timeout_ms = 100")
+            // Only the rows this run drives count: what earlier runs left in the topic is skipped.
+            .replace("auto_offset_reset = \"earliest\"", "auto_offset_reset = \"latest\""),
     )
     .unwrap();
     let plugins = repo().join("plugins");
@@ -177,6 +150,8 @@ fn freshness(seconds: u64) -> Value {
             &brokers,
             "--group-id",
             &format!("fresh-{}", std::process::id()),
+            "--table-mode",
+            &table_mode(),
         ])
         .current_dir(dir.path())
         .env("CDC_HOST_LOG", "warn")
@@ -214,7 +189,15 @@ fn freshness(seconds: u64) -> Value {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    let mut report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["config"] = serde_json::json!({
+        "table_mode": table_mode(),
+        "processing_interval_seconds": 1,
+        "consumer_timeout_ms": 100,
+        "auto_offset_reset": "latest",
+        "changes_per_second": 5000,
+    });
+    report
 }
 
 fn main() {
@@ -222,7 +205,9 @@ fn main() {
     let secs: u64 =
         std::env::var("CDC_BENCH_FRESHNESS_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
     let fresh = if secs == 0 { Value::Null } else { freshness(secs) };
-    let report = serde_json::json!({ "drain": drain(n), "freshness": fresh });
+    eprintln!("freshness: {fresh}");
+    let drained = if n == 0 { Value::Null } else { drain(n) };
+    let report = serde_json::json!({ "drain": drained, "freshness": fresh });
     let text = serde_json::to_string_pretty(&report).unwrap();
     println!("{text}");
     std::fs::create_dir_all(repo().join("target/bench")).unwrap();

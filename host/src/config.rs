@@ -554,10 +554,10 @@ impl Default for MaintenanceConfig {
             max_snapshot_age_seconds: 24 * 3600,
             orphan_min_age_seconds: 3600,
             small_file_bytes: 32 * 1024 * 1024,
-            min_input_files: 5,
+            min_input_files: 2,
             max_compaction_bytes: 512 * 1024 * 1024,
             target_file_size_bytes: 128 * 1024 * 1024,
-            max_deleted_fraction: 0.2,
+            max_deleted_fraction: 0.1,
         }
     }
 }
