@@ -1,8 +1,9 @@
 //! Kafka benchmark against the local stack (`scripts/stack up` first; run in release:
 //! `cargo bench -p cdc-host --bench kafka`).
 //!
-//! (a) Drain: pre-loads ≥ 1M Debezium records (generated from the fixtures) into a fresh topic and
-//!     measures the host draining it in batch mode: events/s and peak RSS.
+//! (a) Drain: pre-loads 1M realistic Debezium records (`scripts/generate-stream`) into a fresh 4-partition
+//!     topic and measures the host draining it in batch mode (events/s, peak RSS), then the same
+//!     stream from the file in the same run, and the ratio of the two rates.
 //! (b) Freshness: drives a steady 5k changes/s through PostgreSQL → Debezium → Kafka into a streaming
 //!     host and reports PostgreSQL commit → row visible in Iceberg (the snapshot that holds it), p50/p95.
 //!
@@ -36,12 +37,13 @@ fn stack_env(key: &str) -> String {
 
 fn drain(n: usize) -> Value {
     let brokers = stack_env("KAFKA_BOOTSTRAP_SERVERS");
-    let input = repo().join(format!("target/bench/events-{n}.ndjson"));
-    assert!(
-        input.exists(),
-        "{} missing: run `cargo bench -p cdc-host --bench throughput` first (it generates it)",
-        input.display()
-    );
+    // The realistic stream of `scripts/generate-stream` (written once, kept between runs).
+    let input = repo().join(format!("target/bench/realistic-{n}.ndjson"));
+    let generated = Command::new(repo().join("scripts/generate-stream"))
+        .args(["--records", &n.to_string(), "--out", input.to_str().unwrap()])
+        .status()
+        .expect("run scripts/generate-stream");
+    assert!(generated.success());
     let topic = format!("bench-drain-{}", std::process::id());
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
@@ -107,13 +109,32 @@ fn drain(n: usize) -> Value {
         dir.path(),
     );
     let summary: Value = serde_json::from_str(&stdout).unwrap();
+    // The same stream from the file, in the same run, for the ratio.
+    let file_wh = dir.path().join("file-wh");
+    let (file_secs, file_peak, file_stdout) = run_host(
+        &[
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--warehouse",
+            file_wh.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let file: Value = serde_json::from_str(&file_stdout).unwrap();
+    let kafka_rate = summary["records"].as_f64().unwrap() / secs;
+    let file_rate = file["records"].as_f64().unwrap() / file_secs;
     serde_json::json!({
         "records": summary["records"],
         "rows_committed": summary["rows_committed"],
         "seconds_wall": secs,
-        "events_per_second_wall": (summary["records"].as_f64().unwrap() / secs).round(),
+        "events_per_second_wall": kafka_rate.round(),
         "events_per_second_pipeline": summary["events_per_second"].as_f64().unwrap().round(),
         "peak_rss_mb": peak.round(),
+        "file_events_per_second_wall": file_rate.round(),
+        "file_peak_rss_mb": file_peak.round(),
+        "kafka_vs_file": (kafka_rate / file_rate * 100.0).round() / 100.0,
     })
 }
 

@@ -28,7 +28,7 @@ use crate::sink::table::{METADATA_COLUMNS, TableSpec};
 use crate::sink::tables::{Tables, TablesConfig, top_reasons};
 use crate::sink::writer::FileSettings;
 use crate::sink::{catalog, compression_property, dead_letter, parquet_properties, table};
-use crate::source::{FileSource, PipelineHandle, Source};
+use crate::source::{FileSource, FlushError, PipelineHandle, Source};
 use crate::transform::chain::{self, ChainStats, ChainUpdates, resolve_entries};
 use crate::transform::{Chain, Runtime};
 
@@ -255,12 +255,12 @@ struct Handle {
 }
 
 impl PipelineHandle for Handle {
-    fn flush(&self) -> Result<(), String> {
+    fn flush(&self) -> Result<(), FlushError> {
         let (reply, answer) = std::sync::mpsc::channel();
-        let tx = self.tx.upgrade().ok_or_else(|| "the pipeline has stopped".to_string())?;
-        tx.blocking_send(Msg::Flush(reply)).map_err(|_| "the pipeline has stopped".to_string())?;
+        let tx = self.tx.upgrade().ok_or(FlushError::Stopped)?;
+        tx.blocking_send(Msg::Flush(reply)).map_err(|_| FlushError::Stopped)?;
         drop(tx);
-        answer.recv().map_err(|_| "the pipeline has stopped".to_string())?
+        answer.recv().map_err(|_| FlushError::Stopped)?.map_err(FlushError::Failed)
     }
 
     fn table_positions(&self) -> Result<BTreeMap<String, i64>, String> {

@@ -18,7 +18,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::{PipelineHandle, Source};
+use super::{FlushError, PipelineHandle, Source};
 use crate::change::RawBatch;
 use crate::config::{KafkaConfig, OffsetReset};
 use crate::error::PipelineError;
@@ -154,6 +154,10 @@ impl ConsumerContext for Context {
             if let Some(h) = handle {
                 match h.flush() {
                     Ok(()) => tracing::info!(partitions = n, "partitions revoked; pending rows committed"),
+                    // Shutting down: the pipeline's last commit already holds what it took.
+                    Err(FlushError::Stopped) => {
+                        tracing::debug!(partitions = n, "partitions revoked after the pipeline stopped")
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "partitions revoked; committing pending rows failed")
                     }

@@ -12,10 +12,29 @@ pub use file::FileSource;
 use crate::change::RawBatch;
 use crate::error::PipelineError;
 
+/// Why a [`PipelineHandle::flush`] did not commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlushError {
+    /// The pipeline has already stopped: its last commit holds what it took (a failure that
+    /// stopped it is reported by the pipeline itself).
+    Stopped,
+    /// The commit failed.
+    Failed(String),
+}
+
+impl std::fmt::Display for FlushError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FlushError::Stopped => f.write_str("the pipeline has stopped"),
+            FlushError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
 /// What a source may ask of the running pipeline (from its own thread).
 pub trait PipelineHandle: Send + Sync {
     /// Commits everything handed to the pipeline so far; returns when the commit is done.
-    fn flush(&self) -> Result<(), String>;
+    fn flush(&self) -> Result<(), FlushError>;
     /// The positions (stream → next offset) the table holds for this pipeline, read fresh.
     fn table_positions(&self) -> Result<BTreeMap<String, i64>, String>;
     /// The source skipped `records` records the table already held (resuming an input).
