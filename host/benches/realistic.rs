@@ -9,7 +9,9 @@
 //! (c) `cdc-host maintain` on that mirror, then a full pyiceberg scan against a freshly written
 //!     table with the same rows;
 //! (d) a mirror holding 1M live keys (a creates-only stream) restarted: seconds from start to its
-//!     first commit (the key index is rebuilt from the table first).
+//!     first commit (the key index is rebuilt from the table first);
+//! (e) file → append table on the same kind of stream with its dates spread over 1, 336 and 3,000
+//!     months: peak RSS should not grow with the number of partitions.
 //!
 //! `CDC_BENCH_EVENTS` sets the record count (default 1,000,000). Results are printed and written to
 //! `target/bench/realistic.json`.
@@ -111,8 +113,19 @@ fn main() {
     });
     eprintln!("restart: {restart}");
 
+    // (e) the same stream shape over 1, 336 and 3,000 month partitions.
+    let mut by_partitions = Vec::new();
+    for months in [1, 336, 3000] {
+        let input = bench.join(format!("realistic-{n}-{months}m.ndjson"));
+        generate(&input, n, &["--months", &months.to_string()]);
+        let run = file_run(&input, &dir.path().join(format!("append-{months}m")), "append");
+        eprintln!("append over {months} months: {run}");
+        by_partitions.push(json!({ "months": months, "run": run }));
+    }
+
     let report = json!({
         "config": "config/cdc-host.toml (shipped), release build",
+        "append_by_partitions": by_partitions,
         "append": append,
         "mirror": mirror,
         "mirror_scan_after_maintain": scan,

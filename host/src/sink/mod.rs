@@ -25,6 +25,9 @@ use parquet::file::properties::WriterProperties;
 
 use crate::config::{Codec, SinkConfig};
 
+/// Rows per Parquet row group, at most.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+
 /// Parquet writer properties from the sink config (compression is always explicit).
 pub fn parquet_properties(cfg: &SinkConfig) -> Result<WriterProperties, String> {
     let compression = match cfg.compression()? {
@@ -35,7 +38,12 @@ pub fn parquet_properties(cfg: &SinkConfig) -> Result<WriterProperties, String> 
         Codec::Lz4 => Compression::LZ4_RAW,
         Codec::Uncompressed => Compression::UNCOMPRESSED,
     };
-    Ok(WriterProperties::builder().set_compression(compression).build())
+    // Row groups of at most 128Ki rows: a writer holds one row group in memory until it is full, so
+    // one large partition costs no more memory than many small ones.
+    Ok(WriterProperties::builder()
+        .set_compression(compression)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build())
 }
 
 /// The Iceberg table property naming the codec, so other writers use the same.
