@@ -1,10 +1,10 @@
 //! Arrow batches → Parquet data files of one table.
 //!
 //! Rows are buffered up to a memory budget, then ordered by partition and, within a partition, by
-//! the table's sort order ([`RowOrder`]), and written one partition at a time: one file is open at
-//! a time (rolled at the target size), every file is sorted, and memory does not grow with the
-//! number of partitions a batch touches. Files become visible only when [`super::commit`] commits
-//! them.
+//! the table's sort order ([`RowOrder`]), and written one partition at a time by each of one task per
+//! core ([`write_runs`]): a task has one file open at a time (rolled at the target size), every file
+//! holds one partition and is sorted, and memory does not grow with the number of partitions a
+//! batch touches. Files become visible only when [`super::commit`] commits them.
 
 use std::collections::HashSet;
 use std::sync::Arc;
