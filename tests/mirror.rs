@@ -17,22 +17,7 @@ const DLQ: &str = "analytics.customers_analytics_dlq";
 
 /// Runs the shipped chain in mirror mode over `input` into `warehouse` with extra flags.
 fn mirror_run(dir: &Path, input: &Path, warehouse: &Path, extra: &[&str]) -> Value {
-    let mut args = vec![
-        "--plugins",
-        plugins_dir().to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--warehouse",
-        warehouse.to_str().unwrap(),
-        "--table-mode",
-        "mirror",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect::<Vec<_>>();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    host_ok(dir, &args)
+    run_shipped_with(dir, input, warehouse, &[&["--table-mode", "mirror"], extra].concat())
 }
 
 fn text(v: &Value) -> Option<String> {

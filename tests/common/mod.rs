@@ -114,17 +114,22 @@ pub fn host_ok(dir: &Path, args: &[&str]) -> Value {
 
 /// Runs the shipped chain over `input` into `warehouse`; asserts success and returns the summary.
 pub fn run_shipped(dir: &Path, input: &Path, warehouse: &Path) -> Value {
-    host_ok(
-        dir,
-        &[
-            "--plugins",
-            plugins_dir().to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--warehouse",
-            warehouse.to_str().unwrap(),
-        ],
-    )
+    run_shipped_with(dir, input, warehouse, &[])
+}
+
+/// Like [`run_shipped`], with `extra` flags.
+pub fn run_shipped_with(dir: &Path, input: &Path, warehouse: &Path, extra: &[&str]) -> Value {
+    let plugins = plugins_dir();
+    let mut args = vec![
+        "--plugins",
+        plugins.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    host_ok(dir, &args)
 }
 
 /// Runs `cdc-host` with a config file and plugins directory over `input` into `warehouse`.

@@ -18,7 +18,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, RecordBatch, new_null_array};
 use arrow_schema::SchemaRef;
 use iceberg::TableUpdate;
@@ -30,6 +29,7 @@ use serde::Serialize;
 
 use super::catalog::Catalog;
 use super::commit::{self, CommitMeta, Replace};
+use super::mirror::read_deletes;
 use super::writer::{FileSettings, TableWriter};
 use crate::error::SinkError;
 
@@ -146,7 +146,7 @@ async fn compact(
     let mut delete_files: Vec<(DataFile, HashSet<String>)> = Vec::new();
     for (_, f) in files.iter().filter(|(_, f)| f.content_type() == DataContentType::PositionDeletes) {
         let mut targets = HashSet::new();
-        for (path, pos) in read_position_deletes(&table, f.file_path()).await? {
+        for (path, pos) in read_deletes(&table, f.file_path()).await? {
             deleted.entry(path.clone()).or_default().insert(pos);
             targets.insert(path);
         }
@@ -255,35 +255,6 @@ async fn compact(
             }
         }
     }
-}
-
-/// The (data file, position) rows of a position-delete file.
-async fn read_position_deletes(table: &Table, path: &str) -> Result<Vec<(String, u64)>, SinkError> {
-    let input = table.file_io().new_input(path).map_err(catalog_err(format!("opening {path}")))?;
-    let bytes = input.read().await.map_err(catalog_err(format!("reading {path}")))?;
-    let shape = |e: &dyn fmt::Display| SinkError::Shape {
-        table: table.identifier().to_string(),
-        message: format!("reading delete file {path}: {e}"),
-    };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| shape(&e))?
-        .build()
-        .map_err(|e| shape(&e))?;
-    let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| shape(&e))?;
-        let paths = batch.column_by_name("file_path").ok_or_else(|| shape(&"no file_path column"))?;
-        let paths = arrow_cast::cast(paths, &arrow_schema::DataType::Utf8).map_err(|e| shape(&e))?;
-        let paths = paths.as_string::<i32>();
-        let pos = batch.column_by_name("pos").ok_or_else(|| shape(&"no pos column"))?;
-        let pos = pos
-            .as_primitive_opt::<arrow_array::types::Int64Type>()
-            .ok_or_else(|| shape(&"pos is not a long"))?;
-        for i in 0..batch.num_rows() {
-            out.push((paths.value(i).to_string(), pos.value(i) as u64));
-        }
-    }
-    Ok(out)
 }
 
 /// `batches` (a data file's rows in order) without the rows at positions `gone`.

@@ -22,6 +22,7 @@ use arrow_schema::DataType;
 use crate::change::{ChangeBatch, DeadLetter, Op};
 use crate::schema::ColType;
 
+pub use files::read_deletes;
 pub use index::{KeyIndex, Location};
 pub use sink::MirrorSink;
 
