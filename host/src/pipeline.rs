@@ -186,6 +186,8 @@ enum Msg {
     /// Commit everything received so far, then answer.
     Flush(std::sync::mpsc::Sender<Result<(), String>>),
     Failed(PipelineError),
+    /// The commit in flight finished (raised on the loop itself).
+    Landed,
 }
 
 /// What a run can be given besides config, source and chain.
@@ -493,19 +495,24 @@ pub async fn run<S: Source + 'static>(
     let mut failure = None;
     loop {
         let wait = tables.until_due().max(Duration::from_millis(10));
-        let msg = match tokio::time::timeout(wait, rx.recv()).await {
-            Err(_) => None,
-            Ok(None) => break,
-            Ok(Some(m)) => Some(m),
+        let msg = tokio::select! {
+            // A commit in flight lands (is acknowledged) as soon as it is done.
+            _ = tables.flight_finished() => Some(Msg::Landed),
+            m = tokio::time::timeout(wait, rx.recv()) => match m {
+                Err(_) => None,
+                Ok(None) => break,
+                Ok(Some(m)) => Some(m),
+            },
         };
         let result = match msg {
             None => Ok(()),
+            Some(Msg::Landed) => tables.land().await,
             Some(Msg::Failed(e)) => {
                 failure = Some(e);
                 break;
             }
             Some(Msg::Flush(reply)) => {
-                let r = tables.flush().await;
+                let r = tables.commit_all().await;
                 let _ = reply.send(r.as_ref().map(|_| ()).map_err(|e| e.to_string()));
                 r
             }
@@ -540,7 +547,7 @@ pub async fn run<S: Source + 'static>(
     drop(rx);
     let flushed = match failure {
         Some(e) => Err(e),
-        None => match tables.flush().await {
+        None => match tables.commit_all().await {
             Ok(()) => tables.close().await,
             Err(e) => Err(e),
         },

@@ -2,9 +2,13 @@
 //! fenced commit that makes both durable together.
 //!
 //! ```text
-//!   Idle --write/track--> Writing --flush--> (commit) --> Idle
+//!   Idle --write/track--> Writing --commit--> (commit) --> Idle
 //!                                   \--fenced/unknown--> Failed (every later call errors)
 //! ```
+//!
+//! A commit can also be launched ([`TableSink::launch`]: it takes the pending positions and runs
+//! elsewhere while the sink takes more records) and landed later ([`TableSink::land`]); the floor
+//! rises only when it lands.
 //!
 //! A sink owns its positions: it *holds* everything below its floor (what the table held when it
 //! opened, raised by each of its commits), skips records below it, and fences each commit against the
@@ -236,41 +240,89 @@ impl TableSink {
         rows: u64,
         data_files: u64,
     ) -> Result<Option<Committed>, SinkError> {
+        let launch = self.launch(chain)?;
+        let landing = launch.commit(op).await;
+        self.land(landing, rows, data_files).map(Some)
+    }
+
+    /// Hands the pending positions to a commit that runs elsewhere (while this sink takes more
+    /// records); [`Self::land`] takes its outcome. One commit is in flight at a time.
+    pub fn launch(&mut self, chain: &str) -> Result<Launch, SinkError> {
         self.check()?;
         let fence = Fence {
             pipeline_id: self.pipeline_id.clone(),
             starts: self.pending.iter().map(|(s, (first, _))| (s.clone(), *first)).collect(),
             positions: self.pending.iter().map(|(s, (_, next))| (s.clone(), *next)).collect(),
         };
-        let meta = CommitMeta {
-            pipeline_id: self.pipeline_id.clone(),
-            chain: chain.to_string(),
-            properties: Default::default(),
-            fence: Some(fence.clone()),
-        };
-        match commit::commit(&self.catalog, self.table.clone(), &op, &meta).await {
+        self.pending.clear();
+        self.state = State::Idle;
+        Ok(Launch {
+            catalog: self.catalog.clone(),
+            base: self.table.clone(),
+            meta: CommitMeta {
+                pipeline_id: self.pipeline_id.clone(),
+                chain: chain.to_string(),
+                properties: Default::default(),
+                fence: Some(fence),
+            },
+        })
+    }
+
+    /// Takes the outcome of a launched commit that holds `rows` rows in `data_files` files: the
+    /// table and floor move on, or the sink stops.
+    pub fn land(&mut self, landing: Landing, rows: u64, data_files: u64) -> Result<Committed, SinkError> {
+        match landing.result {
             Ok(c) => {
                 self.table = c.table.clone();
-                self.raise_floor(&fence.positions);
-                self.pending.clear();
-                self.state = State::Idle;
+                self.raise_floor(&landing.positions);
                 self.stats.rows_committed += rows;
                 self.stats.commits += 1;
                 self.stats.data_files += data_files;
-                Ok(Some(c))
+                Ok(c)
             }
             Err(e) => {
                 // Every commit failure stops the run: the table's positions say where to resume.
-                if !matches!(e, SinkError::CommitUnknown { .. }) {
-                    for f in op.written_files() {
-                        let _ = self.table.file_io().delete(f.file_path()).await;
-                    }
-                }
                 self.state = State::Failed(e.to_string());
                 Err(e)
             }
         }
     }
+}
+
+/// A commit launched by [`TableSink::launch`]: the table it builds on and its fenced metadata.
+pub struct Launch {
+    catalog: Arc<Catalog>,
+    base: Table,
+    meta: CommitMeta,
+}
+
+impl Launch {
+    /// The table the commit builds on.
+    pub fn table(&self) -> &Table {
+        &self.base
+    }
+
+    /// Commits `op` (whose files are written). A failure that certainly did not land deletes the
+    /// op's files.
+    pub async fn commit<O: FilesOp>(self, op: O) -> Landing {
+        let result = commit::commit(&self.catalog, self.base.clone(), &op, &self.meta).await;
+        if let Err(e) = &result
+            && !matches!(e, SinkError::CommitUnknown { .. })
+        {
+            for f in op.written_files() {
+                let _ = self.base.file_io().delete(f.file_path()).await;
+            }
+        }
+        let positions = self.meta.fence.map(|f| f.positions).unwrap_or_default();
+        Landing { result, positions }
+    }
+}
+
+/// The outcome of a launched commit, for [`TableSink::land`].
+pub struct Landing {
+    result: Result<Committed, SinkError>,
+    /// The positions the commit covers.
+    positions: Positions,
 }
 
 /// A snapshot operation that adds files this sink wrote (deleted again when its commit fails).

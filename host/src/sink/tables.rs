@@ -2,6 +2,9 @@
 //! plus what ties them together — encoding, schema evolution, commit triggers, acknowledgements and
 //! background maintenance.
 //!
+//! A mirror commit overlaps the next batches: its files are written and committed by a task while
+//! the pipeline keeps accepting, and it is acknowledged when it lands (at most one in flight).
+//!
 //! Per flush, the dead-letter table commits first, then the main table; each commit carries its
 //! table's positions and is fenced. A main-table commit implies the dead-letter table holds every
 //! dead letter below its positions, so after a crash between the two commits the replay skips the
@@ -19,9 +22,9 @@ use super::catalog::Catalog;
 use super::commit::Positions;
 use super::dead_letter;
 use super::maintain::{self, MaintenancePolicy, MaintenanceReport};
-use super::mirror::{MirrorEvents, MirrorSink};
+use super::mirror::{Launched, MirrorEvents, MirrorSink, Written};
 use super::table;
-use super::table_sink::TableSink;
+use super::table_sink::{Landing, TableSink};
 use crate::change::{ChangeBatch, DeadLetter, RawBatch};
 use crate::encode::Encoder;
 use crate::error::{PipelineError, SinkError};
@@ -80,6 +83,19 @@ pub struct Tables {
     /// A mirror table's index and pending changes (opened with the first batch, once the key is
     /// known).
     mirror: Option<MirrorSink>,
+    /// A mirror commit writing and committing while the next batches come in.
+    flight: Option<Flight>,
+}
+
+/// A mirror commit in flight.
+struct Flight {
+    task: tokio::task::JoinHandle<Result<(Landing, Written), SinkError>>,
+    /// Its outcome, once finished and not yet landed.
+    done: Option<Result<(Landing, Written), SinkError>>,
+    rows: u64,
+    started: Instant,
+    /// Newest source commit time (ms) among its events.
+    newest_ts_ms: i64,
 }
 
 impl Tables {
@@ -116,6 +132,7 @@ impl Tables {
             commits_since_maintenance: 0,
             maintenance: None,
             mirror: None,
+            flight: None,
         }
     }
 
@@ -291,7 +308,7 @@ impl Tables {
         }
         if self.cfg.evolve_schema {
             // Data files of the old schema are committed before the schema changes.
-            self.flush().await?;
+            self.commit_all().await?;
             self.main.add_columns(&new, &self.chain_id).await?;
             self.table_types = table::column_types(self.main.table());
         } else {
@@ -306,8 +323,11 @@ impl Tables {
     }
 
     /// Commits what is pending: dead letters first, then the main table with the positions it
-    /// reaches (a positions-only snapshot when no row survived). Then acknowledges the positions.
+    /// reaches (a positions-only snapshot when no row survived). A mirror commit is launched: its
+    /// files are written and committed while the next batches come in, and it lands (is
+    /// acknowledged) later; the commit before it lands first. An append commit lands here.
     pub async fn flush(&mut self) -> Result<(), PipelineError> {
+        self.land().await?;
         self.finish_maintenance().await?;
         let started = Instant::now();
         self.last_commit = started;
@@ -316,58 +336,116 @@ impl Tables {
         }
         let chain = self.chain_id.to_string();
         let rows = self.pending_rows() as u64;
-        let before = self.main.stats();
         self.dead_letters.commit(&chain, false).await?;
-        let committed = match self.mirror.as_mut() {
-            Some(m) => m.flush(&mut self.main, &chain, &self.cfg.files).await?,
-            None => self.main.commit(&chain, true).await?,
-        };
-        let Some(committed) = committed else { return Ok(()) };
-        let after = self.main.stats();
-        let files = after.data_files - before.data_files;
-        self.dead_letters.raise_floor(&committed.positions);
-        self.metrics.rows_written.inc_by(rows);
-        self.metrics.commits.inc();
-        self.metrics.data_files.inc_by(files);
-        self.metrics.pending_rows.set(0);
-        if self.pending_ts_ms > 0 {
-            let lag = (chrono::Utc::now().timestamp_millis() - self.pending_ts_ms) as f64 / 1000.0;
-            self.metrics.pipeline_lag_seconds.set(lag);
-            tracing::info!(
-                rows,
-                files,
-                pipeline_lag_seconds = lag,
-                attempts = committed.attempts,
-                seconds = started.elapsed().as_secs_f32(),
-                "committed"
-            );
-        } else {
-            let seconds = started.elapsed().as_secs_f32();
-            tracing::info!(rows, files, attempts = committed.attempts, seconds, "committed");
-        }
+        let newest_ts_ms = std::mem::take(&mut self.pending_ts_ms);
         self.pending_bytes = 0;
-        self.pending_ts_ms = 0;
-        // Only now may the source acknowledge these positions (e.g. commit Kafka offsets).
-        let _ = self.acknowledge.send(committed.positions);
-        self.commits_since_maintenance += 1;
-        if self.mirror.is_some() {
+        let Some(mirror) = self.mirror.as_mut() else {
+            let before = self.main.stats().data_files;
+            if let Some(c) = self.main.commit(&chain, true).await? {
+                let files = self.main.stats().data_files - before;
+                self.committed(c.positions, rows, files, started, newest_ts_ms, c.attempts);
+                self.maybe_start_maintenance();
+            }
+            return Ok(());
+        };
+        // Compaction moves the rows the key index points at: it runs with nothing pending or in
+        // flight, right after this commit lands.
+        let maintain = self.cfg.maintenance.enabled
+            && self.commits_since_maintenance + 1 >= self.cfg.maintenance.every_commits;
+        match mirror.launch(&mut self.main, &chain, &self.cfg.files).await? {
+            Launched::Landed(None) => {}
+            Launched::Landed(Some(c)) => {
+                self.committed(c.positions, rows, 0, started, newest_ts_ms, c.attempts);
+            }
+            Launched::Flight(f) => {
+                let rows = f.data_rows;
+                self.flight =
+                    Some(Flight { task: tokio::spawn(f.run()), done: None, rows, started, newest_ts_ms });
+            }
+        }
+        if maintain {
+            self.land().await?;
+        }
+        let policy = &self.cfg.maintenance;
+        if policy.enabled && self.commits_since_maintenance >= policy.every_commits {
             self.mirror_maintenance().await?;
-        } else {
-            self.maybe_start_maintenance();
         }
         Ok(())
     }
 
-    /// A mirror table's maintenance, when due: in line, right after a commit (nothing is pending
-    /// then), since compaction moves the rows the key index points at; the index is rebuilt after a
-    /// compaction.
-    async fn mirror_maintenance(&mut self) -> Result<(), PipelineError> {
-        let policy = &self.cfg.maintenance;
-        if !policy.enabled || self.commits_since_maintenance < policy.every_commits {
-            return Ok(());
+    /// Commits everything pending and waits until it landed.
+    pub async fn commit_all(&mut self) -> Result<(), PipelineError> {
+        self.flush().await?;
+        self.land().await
+    }
+
+    /// Resolves once the commit in flight has finished (never, without one). Cancel-safe: the
+    /// outcome waits for [`Self::land`].
+    pub async fn flight_finished(&mut self) {
+        match &mut self.flight {
+            Some(f) if f.done.is_none() => {
+                let outcome = (&mut f.task).await;
+                f.done = Some(outcome.unwrap_or_else(|e| {
+                    Err(SinkError::Shape {
+                        table: self.main.name(),
+                        message: format!("the commit task ended abnormally: {e}"),
+                    })
+                }));
+            }
+            _ => std::future::pending().await,
         }
+    }
+
+    /// Waits for the commit in flight (if any) and takes its outcome: the table, the key index and
+    /// the acknowledged positions move on.
+    pub async fn land(&mut self) -> Result<(), PipelineError> {
+        if self.flight.as_ref().is_some_and(|f| f.done.is_none()) {
+            self.flight_finished().await;
+        }
+        let Some(flight) = self.flight.take() else { return Ok(()) };
+        let (landing, written) = flight.done.expect("finished")?;
+        let files = written.data_files;
+        let committed = self.main.land(landing, flight.rows, files)?;
+        self.mirror.as_mut().expect("a flight is a mirror's").land(self.main.table(), written)?;
+        let Flight { rows, started, newest_ts_ms, .. } = flight;
+        self.committed(committed.positions, rows, files, started, newest_ts_ms, committed.attempts);
+        Ok(())
+    }
+
+    /// After a main-table commit landed: counts, logs and acknowledges it.
+    fn committed(
+        &mut self,
+        positions: Positions,
+        rows: u64,
+        files: u64,
+        started: Instant,
+        newest_ts_ms: i64,
+        attempts: u32,
+    ) {
+        self.dead_letters.raise_floor(&positions);
+        self.metrics.rows_written.inc_by(rows);
+        self.metrics.commits.inc();
+        self.metrics.data_files.inc_by(files);
+        self.metrics.pending_rows.set(self.pending_rows() as i64);
+        let seconds = started.elapsed().as_secs_f32();
+        if newest_ts_ms > 0 {
+            let lag = (chrono::Utc::now().timestamp_millis() - newest_ts_ms) as f64 / 1000.0;
+            self.metrics.pipeline_lag_seconds.set(lag);
+            tracing::info!(rows, files, pipeline_lag_seconds = lag, attempts, seconds, "committed");
+        } else {
+            tracing::info!(rows, files, attempts, seconds, "committed");
+        }
+        // Only now may the source acknowledge these positions (e.g. commit Kafka offsets).
+        let _ = self.acknowledge.send(positions);
+        self.commits_since_maintenance += 1;
+    }
+
+    /// A mirror table's maintenance: in line, right after a commit landed (nothing is pending or in
+    /// flight then), since compaction moves the rows the key index points at; the index is rebuilt
+    /// after a compaction.
+    async fn mirror_maintenance(&mut self) -> Result<(), PipelineError> {
         self.commits_since_maintenance = 0;
-        let policy = policy.clone();
+        let policy = self.cfg.maintenance.clone();
         let main_name = self.main.name();
         let mut compacted = false;
         for t in [self.main.table().clone(), self.dead_letters.table().clone()] {
@@ -440,8 +518,9 @@ impl Tables {
         Ok(())
     }
 
-    /// Finishes background work (at the end of a run).
+    /// Lands the commit in flight and finishes background work (at the end of a run).
     pub async fn close(&mut self) -> Result<(), PipelineError> {
+        self.land().await?;
         self.finish_maintenance().await
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::ByteArrayType;
-use arrow_array::{Array, ArrayRef, GenericByteArray, RecordBatch, StructArray};
+use arrow_array::{Array, ArrayRef, BooleanArray, GenericByteArray, RecordBatch, StructArray};
 use arrow_ord::sort::{SortColumn, SortOptions, lexsort_to_indices};
 use arrow_schema::{DataType, SchemaRef};
 use arrow_select::concat::concat;
@@ -79,23 +79,53 @@ impl RowOrder {
 
     /// The rows of `batches` grouped by partition, each group in sort order.
     pub fn runs(&self, batches: &[RecordBatch]) -> Result<Vec<Run>, IcebergError> {
+        self.runs_of(batches, None)
+    }
+
+    /// [`Self::runs`] of the rows `keep` selects (one mask per batch; `None`: every row).
+    pub fn runs_of(
+        &self,
+        batches: &[RecordBatch],
+        keep: Option<&[BooleanArray]>,
+    ) -> Result<Vec<Run>, IcebergError> {
         let arrow = |e: arrow_schema::ArrowError| IcebergError::new(ErrorKind::Unexpected, e.to_string());
-        let mut locations = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+        let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let mut locations = Vec::with_capacity(total);
+        // With a selection: the selected rows' numbers in the batches' concatenation.
+        let mut selected: Option<Vec<u32>> = keep.map(|_| Vec::with_capacity(total));
+        let mut first = 0;
         for (b, batch) in batches.iter().enumerate() {
-            locations.extend((0..batch.num_rows()).map(|r| (b, r)));
+            match (keep, selected.as_mut()) {
+                (Some(keep), Some(numbers)) => {
+                    let mask = &keep[b];
+                    for r in (0..batch.num_rows()).filter(|&r| mask.value(r)) {
+                        locations.push((b, r));
+                        numbers.push((first + r) as u32);
+                    }
+                }
+                _ => locations.extend((0..batch.num_rows()).map(|r| (b, r))),
+            }
+            first += batch.num_rows();
         }
         if locations.is_empty() {
             return Ok(Vec::new());
         }
+        let selected = selected.map(arrow_array::UInt32Array::from);
+        let select = |a: ArrayRef| -> Result<ArrayRef, IcebergError> {
+            match &selected {
+                Some(s) => take(&a, s, None).map_err(arrow),
+                None => Ok(a),
+            }
+        };
         let concat_all = |arrays: Vec<ArrayRef>| -> Result<ArrayRef, IcebergError> {
             let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
             concat(&refs).map_err(arrow)
         };
         // Partition values (one struct per row), then the sort columns.
         let partitions = match &self.calculator {
-            Some(c) => {
-                Some(concat_all(batches.iter().map(|b| c.calculate(b)).collect::<Result<Vec<_>, _>>()?)?)
-            }
+            Some(c) => Some(select(concat_all(
+                batches.iter().map(|b| c.calculate(b)).collect::<Result<Vec<_>, _>>()?,
+            )?)?),
             None => None,
         };
         let mut keys: Vec<ArrayRef> = Vec::new();
@@ -105,7 +135,7 @@ impl RowOrder {
         }
         let partition_keys = keys.len();
         for &i in &self.sort {
-            keys.push(concat_all(batches.iter().map(|b| b.column(i).clone()).collect())?);
+            keys.push(select(concat_all(batches.iter().map(|b| b.column(i).clone()).collect())?)?);
         }
         let order: Vec<usize> = if keys.is_empty() {
             (0..locations.len()).collect()

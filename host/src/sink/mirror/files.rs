@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use arrow_array::{Array, Int64Array, RecordBatch, RecordBatchReader, StringArray};
+use arrow_array::{Array, BooleanArray, Int64Array, RecordBatch, RecordBatchReader, StringArray};
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::spec::{
     DataContentType, DataFile, DataFileFormat, NestedField, PartitionKey, PrimitiveType, Schema, Struct, Type,
@@ -18,7 +18,6 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::properties::WriterProperties;
 
-use super::Key;
 use crate::error::SinkError;
 use crate::sink::writer::{DataFiles, FileSettings, RowOrder, with_dictionary_choice, write_runs};
 
@@ -34,53 +33,56 @@ fn shape(table: &Table, message: String) -> SinkError {
     SinkError::Shape { table: table.identifier().to_string(), message }
 }
 
-/// A written data row: its key and where it landed.
-pub struct Placed {
-    pub key: Key,
-    pub file: usize,
-    pub pos: u64,
-}
-
-/// Writes `parts` (rows in the table's current Arrow schema; `keys[i]` is the key of row `i` of
-/// their concatenation) as data files of the default spec, ordered by partition and sort order;
-/// returns the files and, per row, the file (index into the files) and position it landed at.
+/// Writes the rows `keep` selects of `batches` (in the table's current Arrow schema; one mask per
+/// batch) as data files of the default spec, ordered by partition and sort order; returns the files
+/// and, per selected row (in batch and row order), the file (index into the files) and position it
+/// landed at.
 pub async fn write_data(
     table: &Table,
     settings: &FileSettings,
-    parts: &[RecordBatch],
-    keys: Vec<Key>,
-) -> Result<(Vec<DataFile>, Vec<Placed>), SinkError> {
+    batches: Arc<Vec<RecordBatch>>,
+    keep: &[BooleanArray],
+) -> Result<(Vec<DataFile>, Vec<(u32, u64)>), SinkError> {
     let err = write_err(table);
-    let Some(first) = parts.first() else { return Ok((Vec::new(), Vec::new())) };
+    let Some(first) = batches.first() else { return Ok((Vec::new(), Vec::new())) };
     let order = RowOrder::new(table, &first.schema()).map_err(&err)?;
-    let runs = order.runs(parts).map_err(&err)?;
+    let runs = order.runs_of(&batches, Some(keep)).map_err(&err)?;
     let data_files =
-        DataFiles::new(table, with_dictionary_choice(&settings.props, parts), settings.target_file_size)
+        DataFiles::new(table, with_dictionary_choice(&settings.props, &batches), settings.target_file_size)
             .map_err(&err)?;
-    let mut starts = Vec::with_capacity(parts.len());
-    let mut n = 0;
-    for p in parts {
-        starts.push(n);
-        n += p.num_rows();
+    // Each selected row's ordinal, by (batch, row).
+    let mut ordinals: Vec<Vec<u32>> = Vec::with_capacity(keep.len());
+    let mut n = 0u32;
+    for mask in keep {
+        ordinals.push(
+            (0..mask.len())
+                .map(|r| {
+                    let o = n;
+                    n += u32::from(mask.value(r));
+                    o
+                })
+                .collect(),
+        );
     }
-    let numbers: Vec<Vec<usize>> =
-        runs.iter().map(|run| run.rows.iter().map(|&(b, r)| starts[b] + r).collect()).collect();
-    let written = write_runs(Arc::new(data_files), Arc::new(parts.to_vec()), runs).await.map_err(&err)?;
-    let mut keys: Vec<Option<Key>> = keys.into_iter().map(Some).collect();
+    let numbers: Vec<Vec<u32>> =
+        runs.iter().map(|run| run.rows.iter().map(|&(b, r)| ordinals[b][r]).collect()).collect();
+    drop(ordinals);
+    let written = write_runs(Arc::new(data_files), batches, runs).await.map_err(&err)?;
+    let unplaced = (u32::MAX, u64::MAX);
+    let mut placed = vec![unplaced; n as usize];
     let mut files = Vec::new();
-    let mut placed = Vec::with_capacity(keys.len());
     for (written, numbers) in written.into_iter().zip(numbers) {
         // A run's files are in the order they were rolled: positions run on across them.
         let mut numbers = numbers.into_iter();
         for f in written {
-            let idx = files.len();
+            let idx = files.len() as u32;
             for pos in 0..f.record_count() {
                 let n = numbers.next().ok_or_else(|| shape(table, "more rows written than given".into()))?;
-                let key = keys
-                    .get_mut(n)
-                    .and_then(Option::take)
-                    .ok_or_else(|| shape(table, "a row was written twice".into()))?;
-                placed.push(Placed { key, file: idx, pos });
+                let slot = &mut placed[n as usize];
+                if *slot != unplaced {
+                    return Err(shape(table, "a row was written twice".into()));
+                }
+                *slot = (idx, pos);
             }
             files.push(f);
         }

@@ -7,7 +7,9 @@
 //!   position), rebuilt from the table when a host starts;
 //! - [`MirrorSink`] applies the changes in source order (the last change of a key within a commit
 //!   wins), keeps TOASTed values, and commits new data files plus position-delete files as one
-//!   row-delta snapshot through the table's fenced commit.
+//!   row-delta snapshot through the table's fenced commit. A commit is written while the next batches
+//!   are applied: a row in flight that stops being its key's row becomes a position delete of the
+//!   next commit once the flight lands.
 
 mod files;
 pub mod index;
@@ -24,7 +26,7 @@ use crate::schema::ColType;
 
 pub use files::read_deletes;
 pub use index::{KeyIndex, Location};
-pub use sink::MirrorSink;
+pub use sink::{Launched, MirrorFlight, MirrorSink, Written};
 
 /// A key's values, encoded (see [`encode_keys`]).
 pub type Key = Box<[u8]>;

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use crate::sink::writer::FileSettings;
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, new_null_array};
 use arrow_cast::cast;
-use arrow_select::filter::filter_record_batch;
 use arrow_select::interleave::interleave;
 use iceberg::spec::{DataContentType, ManifestContentType, Struct};
 use iceberg::table::Table;
@@ -18,7 +17,7 @@ use super::{Key, KeyedEvent, encode_keys, key_strings};
 use crate::error::SinkError;
 use crate::sink::commit::{Committed, RowDelta};
 use crate::sink::table;
-use crate::sink::table_sink::TableSink;
+use crate::sink::table_sink::{Landing, Launch, TableSink};
 
 /// A committed data file the index points into.
 struct FileMeta {
@@ -40,7 +39,14 @@ pub struct MirrorSink {
     index: KeyIndex,
     files: Vec<FileMeta>,
     file_ids: HashMap<Arc<str>, u32>,
+    /// Pending batches, numbered from `base` (the rows of a commit in flight first).
     batches: Vec<PendingBatch>,
+    base: u32,
+    /// Batches numbered below this are being written by the commit in flight.
+    flight_end: u32,
+    /// Per batch in flight: the rows it writes (live when it launched).
+    flight_rows: Vec<BooleanArray>,
+    /// Live rows waiting for the next commit (not counting those in flight).
     live_rows: usize,
     /// Data file id → positions of rows no longer live.
     deletes: BTreeMap<u32, BTreeSet<u64>>,
@@ -68,6 +74,9 @@ impl MirrorSink {
             files: Vec::new(),
             file_ids: HashMap::new(),
             batches: Vec::new(),
+            base: 0,
+            flight_end: 0,
+            flight_rows: Vec::new(),
             live_rows: 0,
             deletes: BTreeMap::new(),
             snapshot: table.metadata().current_snapshot_id(),
@@ -181,11 +190,21 @@ impl MirrorSink {
         id
     }
 
-    /// The row at `loc` is no longer the key's row.
+    fn batch(&self, number: u32) -> &PendingBatch {
+        &self.batches[(number - self.base) as usize]
+    }
+
+    fn batch_mut(&mut self, number: u32) -> &mut PendingBatch {
+        &mut self.batches[(number - self.base) as usize]
+    }
+
+    /// The row at `loc` is no longer the key's row. (A row in flight is written all the same: the
+    /// next commit deletes its position.)
     fn kill(&mut self, loc: Location) {
         match loc {
             Location::Pending { batch, row } => {
-                if self.batches[batch as usize].keys[row as usize].take().is_some() {
+                let in_flight = batch < self.flight_end;
+                if self.batch_mut(batch).keys[row as usize].take().is_some() && !in_flight {
                     self.live_rows -= 1;
                 }
             }
@@ -215,7 +234,7 @@ impl MirrorSink {
         rows: Option<RecordBatch>,
         toast: &[(u32, Arc<str>)],
     ) -> Result<(), SinkError> {
-        let b = self.batches.len() as u32;
+        let b = self.base + self.batches.len() as u32;
         let row_of: HashMap<u32, u32> = match &rows {
             Some(_) => origins.iter().enumerate().map(|(i, &o)| (o, i as u32)).collect(),
             None => HashMap::new(),
@@ -277,14 +296,14 @@ impl MirrorSink {
             if let Some(old) = self.index.insert(ev.key.clone(), Location::Pending { batch: b, row }) {
                 self.kill(old);
             }
-            self.batches[b as usize].keys[row as usize] = Some(ev.key.clone());
+            self.batch_mut(b).keys[row as usize] = Some(ev.key.clone());
             self.live_rows += 1;
         }
         for _ in truncates {
             self.truncate();
         }
         if !patches.is_empty() {
-            let pending = &mut self.batches[b as usize];
+            let pending = self.batch_mut(b);
             pending.rows = patch(&pending.rows, &patches)
                 .map_err(|e| shape(table, format!("keeping TOASTed values: {e}")))?;
         }
@@ -311,7 +330,7 @@ impl MirrorSink {
                 {
                     return Ok(Some(v.clone()));
                 }
-                self.batches[batch as usize].rows.column_by_name(col).map(|c| c.slice(row as usize, 1))
+                self.batch(batch).rows.column_by_name(col).map(|c| c.slice(row as usize, 1))
             }
             Location::Committed { file, pos } => {
                 let batch = match cache.entry(file) {
@@ -338,71 +357,104 @@ impl MirrorSink {
         self.live_rows > 0 || !self.deletes.is_empty()
     }
 
-    /// Commits the pending rows and deletes as one row delta through `sink` (fenced, with the
-    /// positions it tracks); a positions-only snapshot when nothing changed.
-    pub async fn flush(
+    /// Whether a commit is in flight.
+    pub fn in_flight(&self) -> bool {
+        self.flight_end > self.base
+    }
+
+    /// Starts the commit of the pending rows and deletes as one row delta with the positions `sink`
+    /// tracks: returns the work that writes its files and commits, to run while this mirror takes
+    /// more batches ([`Self::land`] takes its outcome). Without changes, commits the positions
+    /// alone, here. The previous flight must have landed.
+    pub async fn launch(
         &mut self,
         sink: &mut TableSink,
         chain: &str,
         settings: &FileSettings,
-    ) -> Result<Option<Committed>, SinkError> {
+    ) -> Result<Launched, SinkError> {
+        debug_assert!(!self.in_flight(), "one mirror commit in flight at a time");
         self.carry_deleted_row();
         if !self.has_changes() {
+            self.base += self.batches.len() as u32;
+            self.flight_end = self.base;
             self.batches.clear();
             self.last_delete = self.last_delete.filter(|(_, l)| matches!(l, Location::Committed { .. }));
-            return sink.commit(chain, true).await;
+            return Ok(Launched::Landed(sink.commit(chain, true).await?.map(Box::new)));
         }
-        let table = sink.table().clone();
-        // The live rows (the writer orders them by partition and sort order).
-        let mut parts = Vec::new();
-        let mut keys = Vec::with_capacity(self.live_rows);
-        for p in std::mem::take(&mut self.batches) {
-            let mask: BooleanArray = p.keys.iter().map(|k| Some(k.is_some())).collect();
-            parts.push(filter_record_batch(&p.rows, &mask).map_err(|e| shape(&table, e.to_string()))?);
-            keys.extend(p.keys.into_iter().flatten());
-        }
-        let data_count = keys.len() as u64;
-        let (data, placed) = if keys.is_empty() {
-            (Vec::new(), Vec::new())
-        } else {
-            files::write_data(&table, settings, &parts, keys).await?
-        };
-        let mut by_path: BTreeMap<Arc<str>, FileDeletes> = BTreeMap::new();
+        let flight_rows: Vec<BooleanArray> =
+            self.batches.iter().map(|p| p.keys.iter().map(|k| Some(k.is_some())).collect()).collect();
+        let rows: Vec<RecordBatch> = self.batches.iter().map(|p| p.rows.clone()).collect();
+        let mut deletes: BTreeMap<Arc<str>, FileDeletes> = BTreeMap::new();
         for (file, positions) in std::mem::take(&mut self.deletes) {
             let f = &self.files[file as usize];
-            by_path.insert(
+            deletes.insert(
                 f.path.clone(),
                 FileDeletes { spec_id: f.spec_id, partition: f.partition.clone(), positions },
             );
         }
-        let deletes = files::write_deletes(&table, settings.props.clone(), &by_path).await?;
-        let new_files: Vec<(Arc<str>, Struct)> =
-            data.iter().map(|f| (Arc::from(f.file_path()), f.partition().clone())).collect();
-        let op = RowDelta {
-            data,
+        let flight = MirrorFlight {
+            launch: sink.launch(chain)?,
+            settings: settings.clone(),
+            rows: Arc::new(rows),
+            keep: flight_rows.clone(),
             deletes,
-            referenced: by_path.keys().map(|p| p.to_string()).collect(),
             starting_snapshot: self.snapshot,
+            data_rows: self.live_rows as u64,
         };
-        let n = op.data.len() as u64;
-        let committed = sink.commit_op(chain, op, data_count, n).await?;
-        let spec_id = table.metadata().default_partition_spec_id();
-        let ids: Vec<u32> = new_files.into_iter().map(|(p, part)| self.file_id(p, spec_id, part)).collect();
-        for p in placed {
-            self.index.insert(p.key, Location::Committed { file: ids[p.file], pos: p.pos });
-        }
+        self.flight_end = self.base + self.batches.len() as u32;
+        self.flight_rows = flight_rows;
         self.live_rows = 0;
-        // A deleted committed row stays readable; a deleted pending row was never written.
-        self.last_delete = self.last_delete.filter(|(_, l)| matches!(l, Location::Committed { .. }));
-        self.snapshot = sink.table().metadata().current_snapshot_id();
-        Ok(committed)
+        Ok(Launched::Flight(Box::new(flight)))
+    }
+
+    /// Takes a landed flight: the index points at the rows' file positions, and rows that stopped
+    /// being their key's row while in flight become position deletes of the next commit.
+    pub fn land(&mut self, table: &Table, written: Written) -> Result<(), SinkError> {
+        let spec_id = table.metadata().default_partition_spec_id();
+        let ids: Vec<u32> =
+            written.files.into_iter().map(|(p, part)| self.file_id(p, spec_id, part)).collect();
+        let mut placed = written.placed.into_iter();
+        let flight_rows = std::mem::take(&mut self.flight_rows);
+        for (i, mask) in flight_rows.iter().enumerate() {
+            let number = self.base + i as u32;
+            for row in (0..mask.len()).filter(|&r| mask.value(r)) {
+                let (file, pos) = placed
+                    .next()
+                    .ok_or_else(|| shape(table, "a row in flight was not written".to_string()))?;
+                let loc = Location::Committed { file: ids[file as usize], pos };
+                match self.batches[i].keys[row].take() {
+                    Some(key) => {
+                        self.index.insert(key, loc);
+                    }
+                    None => {
+                        self.deletes.entry(ids[file as usize]).or_default().insert(pos);
+                    }
+                }
+                if let Some((lsn, Location::Pending { batch, row: r })) = self.last_delete
+                    && batch == number
+                    && r as usize == row
+                {
+                    self.last_delete = Some((lsn, loc));
+                }
+            }
+        }
+        // A deleted row in flight that was not written lives on in `carried_row`.
+        if let Some((_, Location::Pending { batch, .. })) = self.last_delete
+            && batch < self.flight_end
+        {
+            self.last_delete = None;
+        }
+        self.batches.drain(..(self.flight_end - self.base) as usize);
+        self.base = self.flight_end;
+        self.snapshot = table.metadata().current_snapshot_id();
+        Ok(())
     }
 
     /// Keeps the values of a deleted pending row a primary-key change may still need (the commit
     /// drops pending rows that are not live).
     fn carry_deleted_row(&mut self) {
         if let Some((lsn, Location::Pending { batch, row })) = self.last_delete {
-            let r = self.batches[batch as usize].rows.slice(row as usize, 1);
+            let r = self.batch(batch).rows.slice(row as usize, 1);
             self.carried_row = Some((lsn, r));
         }
     }
@@ -411,6 +463,62 @@ impl MirrorSink {
     /// (e.g. snapshot expiry).
     pub fn rebase(&mut self, table: &Table) {
         self.snapshot = table.metadata().current_snapshot_id();
+    }
+}
+
+/// What [`MirrorSink::launch`] started.
+pub enum Launched {
+    /// Nothing changed: the positions were committed in place (if they moved).
+    Landed(Option<Box<Committed>>),
+    /// Files to write and a commit to make.
+    Flight(Box<MirrorFlight>),
+}
+
+/// A mirror commit's work, run apart from the mirror: write the rows in flight and the position
+/// deletes, then commit both as one row delta.
+pub struct MirrorFlight {
+    launch: Launch,
+    settings: FileSettings,
+    rows: Arc<Vec<RecordBatch>>,
+    keep: Vec<BooleanArray>,
+    deletes: BTreeMap<Arc<str>, FileDeletes>,
+    starting_snapshot: Option<i64>,
+    /// Rows the commit adds.
+    pub data_rows: u64,
+}
+
+/// The files a landed flight wrote: per data file its path and partition, and per row in flight
+/// (in batch and row order) the file (index into `files`) and position it landed at.
+pub struct Written {
+    files: Vec<(Arc<str>, Struct)>,
+    placed: Vec<(u32, u64)>,
+    /// Data files written.
+    pub data_files: u64,
+}
+
+impl MirrorFlight {
+    /// Writes the files and commits; the landing is for [`TableSink::land`], the files for
+    /// [`MirrorSink::land`].
+    pub async fn run(self) -> Result<(Landing, Written), SinkError> {
+        let table = self.launch.table().clone();
+        let (data, deletes) = tokio::join!(
+            files::write_data(&table, &self.settings, self.rows, &self.keep),
+            files::write_deletes(&table, self.settings.props.clone(), &self.deletes)
+        );
+        let (data, placed) = data?;
+        let deletes = deletes?;
+        let written = Written {
+            files: data.iter().map(|f| (Arc::from(f.file_path()), f.partition().clone())).collect(),
+            placed,
+            data_files: data.len() as u64,
+        };
+        let op = RowDelta {
+            data,
+            deletes,
+            referenced: self.deletes.keys().map(|p| p.to_string()).collect(),
+            starting_snapshot: self.starting_snapshot,
+        };
+        Ok((self.launch.commit(op).await, written))
     }
 }
 
