@@ -18,7 +18,7 @@ use arrow_array::builder::{
 };
 use base64::Engine;
 use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+use serde::de::{self, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::change::{ChangeBatch, Column, Columns, DeadLetter, Op, RawBatch, SourceInfo, TableRef};
@@ -207,9 +207,9 @@ struct Envelope<'a> {
     #[serde(borrow, default)]
     payload: Option<Body<'a>>,
     #[serde(borrow, default)]
-    before: Option<&'a RawValue>,
+    before: Option<Image<'a>>,
     #[serde(borrow, default)]
-    after: Option<&'a RawValue>,
+    after: Option<Image<'a>>,
     #[serde(borrow, default)]
     source: Option<SourceBody<'a>>,
     #[serde(borrow, default)]
@@ -230,9 +230,9 @@ struct Line<'a> {
     #[serde(borrow, default)]
     payload: Option<Body<'a>>,
     #[serde(borrow, default)]
-    before: Option<&'a RawValue>,
+    before: Option<Image<'a>>,
     #[serde(borrow, default)]
-    after: Option<&'a RawValue>,
+    after: Option<Image<'a>>,
     #[serde(borrow, default)]
     source: Option<SourceBody<'a>>,
     #[serde(borrow, default)]
@@ -243,9 +243,9 @@ struct Line<'a> {
 #[derive(Deserialize, Default)]
 struct Body<'a> {
     #[serde(borrow, default)]
-    before: Option<&'a RawValue>,
+    before: Option<Image<'a>>,
     #[serde(borrow, default)]
-    after: Option<&'a RawValue>,
+    after: Option<Image<'a>>,
     #[serde(borrow, default)]
     source: Option<SourceBody<'a>>,
     #[serde(borrow, default)]
@@ -288,7 +288,6 @@ impl Decoder {
         let mut b = BatchBuilder::new(raw.len());
         let mut dead = Vec::new();
         let mut stats = DecodeStats { records: raw.len() as u64, ..Default::default() };
-        let mut entries = Vec::with_capacity(32);
         for i in 0..raw.len() {
             let bytes = raw.record(i);
             let text = match std::str::from_utf8(bytes) {
@@ -308,7 +307,7 @@ impl Decoder {
                 stats.tombstones += 1;
                 continue;
             }
-            match self.decode_one(text, i as u32, &mut b, &mut entries, &mut stats) {
+            match self.decode_one(text, i as u32, &mut b, &mut stats) {
                 Ok(()) => {}
                 Err(reason) => {
                     b.reject_current(i as u32);
@@ -328,7 +327,6 @@ impl Decoder {
         text: &'a str,
         origin: u32,
         b: &mut BatchBuilder,
-        entries: &mut Vec<(Cow<'a, str>, &'a RawValue)>,
         stats: &mut DecodeStats,
     ) -> Result<(), String> {
         let line: Line<'a> =
@@ -396,16 +394,8 @@ impl Decoder {
         let ctx =
             Ctx { declared: &self.declared, hints: row_schema.as_deref(), decimal: self.decimal_handling };
         for (image, side) in [(body.after, Side::After), (body.before, Side::Before)] {
-            let Some(image) = image else { continue };
-            if image.get() == "null" {
-                continue;
-            }
-            entries.clear();
-            let mut de = serde_json::Deserializer::from_str(image.get());
-            EntriesSeed(entries)
-                .deserialize(&mut de)
-                .map_err(|e| format!("{} image is not an object: {e}", side.name()))?;
-            for (name, value) in entries.iter() {
+            let Some(Image(entries)) = image else { continue };
+            for (name, value) in &entries {
                 b.append(side, name, value, &ctx, stats)?;
             }
         }
@@ -462,27 +452,30 @@ fn dead_letter(i: usize, reason: String) -> DeadLetter {
     DeadLetter { origin: i as u32, stage: "decode", plugin: None, reason }
 }
 
-/// Collects the entries of a JSON object without parsing the values.
-struct EntriesSeed<'v, 'a>(&'v mut Vec<(Cow<'a, str>, &'a RawValue)>);
+/// A row image (`after` or `before`): its entries in order, values left unparsed (read in the same
+/// pass as the record).
+struct Image<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
-impl<'de, 'v> DeserializeSeed<'de> for EntriesSeed<'v, 'de> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
+impl<'de: 'a, 'a> Deserialize<'de> for Image<'a> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ImageVisitor(std::marker::PhantomData))
     }
 }
 
-impl<'de, 'v> Visitor<'de> for EntriesSeed<'v, 'de> {
-    type Value = ();
+struct ImageVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for ImageVisitor<'a> {
+    type Value = Image<'a>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON object")
+        f.write_str("a row image (a JSON object of columns)")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Image<'a>, A::Error> {
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(16));
         while let Some(k) = map.next_key::<Cow<'de, str>>()? {
             let v: &'de RawValue = map.next_value()?;
-            self.0.push((k, v));
+            entries.push((k, v));
         }
-        Ok(())
+        Ok(Image(entries))
     }
 }
 
@@ -490,15 +483,6 @@ impl<'de, 'v> Visitor<'de> for EntriesSeed<'v, 'de> {
 enum Side {
     After,
     Before,
-}
-
-impl Side {
-    fn name(self) -> &'static str {
-        match self {
-            Side::After => "after",
-            Side::Before => "before",
-        }
-    }
 }
 
 struct Ctx<'c> {

@@ -43,6 +43,7 @@ pub fn parquet_properties(cfg: &SinkConfig) -> Result<WriterProperties, String> 
     Ok(WriterProperties::builder()
         .set_compression(compression)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk)
         .build())
 }
 
