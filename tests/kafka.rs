@@ -106,6 +106,21 @@ struct Host {
 
 impl Host {
     fn start(dir: &Path, name: &str, cfg: &Path, wh: &Path, topic: &str, group: &str, mode: &str) -> Host {
+        Self::start_with(dir, name, cfg, wh, topic, group, mode, &[])
+    }
+
+    /// [`Host::start`] with extra environment variables.
+    #[allow(clippy::too_many_arguments)]
+    fn start_with(
+        dir: &Path,
+        name: &str,
+        cfg: &Path,
+        wh: &Path,
+        topic: &str,
+        group: &str,
+        mode: &str,
+        env: &[(&str, &str)],
+    ) -> Host {
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
         let out = dir.join(format!("{name}.out"));
@@ -131,6 +146,7 @@ impl Host {
             .env("XDG_CACHE_HOME", repo().join("target/test-cache"))
             .env("CDC_HOST_LOG", "info,librdkafka=warn")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(stdout)
             .stderr(file)
             .spawn()
@@ -916,4 +932,103 @@ fn postgres_random_workload_mirrors_through_kills() {
     assert!(status.success(), "{status}\n{}", host.log_text());
     let list = ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
     psql(&format!("DELETE FROM customers WHERE customer_id IN ({list})"));
+}
+
+/// The value of a PromQL instant query (`data.result`), through Prometheus' HTTP API.
+fn prometheus_query(url: &str, expr: &str) -> Vec<Value> {
+    let out = Command::new("curl")
+        .args(["-fsS", "-m", "10", "--get", "--data-urlencode"])
+        .arg(format!("query={expr}"))
+        .arg(format!("{url}/api/v1/query"))
+        .output()
+        .expect("run curl");
+    assert!(out.status.success(), "query {expr}: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("Prometheus answers JSON");
+    assert_eq!(v["status"], "success", "query {expr}: {v}");
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+/// The shipped monitoring against real Prometheus: the stack's Prometheus (`scripts/stack up
+/// --monitoring`, with `monitoring/prometheus.yml`) scrapes a streaming host serving its metrics on the
+/// address that file names, and every PromQL expression of the Grafana dashboard
+/// (`monitoring/grafana/cdc-host.json`) returns data.
+#[test]
+fn every_dashboard_panel_has_data_in_prometheus() {
+    let _stack = stack();
+    let url = stack_env().get("PROMETHEUS_URL").cloned().unwrap_or_default();
+    let ready = Command::new("curl").args(["-fsS", "-m", "5", &format!("{url}/-/ready")]).output();
+    assert!(
+        ready.is_ok_and(|o| o.status.success()),
+        "Prometheus does not answer at {url}: start it with `scripts/stack up --monitoring` (scripts/test does)"
+    );
+    let scrape = std::fs::read_to_string(repo().join("monitoring/prometheus.yml")).unwrap();
+    let target = "127.0.0.1:9464";
+    assert!(scrape.contains(target), "monitoring/prometheus.yml should scrape {target}");
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("monitoring/grafana/cdc-host.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    let mut panels: Vec<(String, String)> = Vec::new();
+    for p in dashboard["panels"].as_array().expect("panels") {
+        for t in p["targets"].as_array().expect("targets") {
+            panels.push((p["title"].as_str().unwrap().to_string(), t["expr"].as_str().unwrap().to_string()));
+        }
+    }
+    let titles: std::collections::BTreeSet<&str> = panels.iter().map(|(t, _)| t.as_str()).collect();
+    for wanted in [
+        "Events processed / s",
+        "Transformation throughput",
+        "Pipeline lag",
+        "Kafka consumer lag",
+        "Iceberg write throughput",
+        "Dead letters / s",
+        "Plugin failures",
+    ] {
+        assert!(titles.contains(wanted), "the dashboard has no `{wanted}` panel");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let cfg = kafka_config(dir.path(), 2_000);
+    let topic = unique("monitoring");
+    create_topic(&topic, 2);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let producer = {
+        let (topic, sent) = (topic.clone(), sent.clone());
+        std::thread::spawn(move || produce(&topic, 0..60_000, 2_000, sent))
+    };
+    let mut host = Host::start_with(
+        dir.path(),
+        "host",
+        &cfg,
+        &wh,
+        &topic,
+        &unique("group"),
+        "streaming",
+        &[("CDC_METRICS_ADDR", target)],
+    );
+    // Rates need two scrapes (5 s apart) inside their window; the Kafka lag is reported every 10 s.
+    let started = Instant::now();
+    let mut empty: Vec<&(String, String)> = panels.iter().collect();
+    while !empty.is_empty() && started.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_secs(3));
+        empty.retain(|(_, expr)| prometheus_query(&url, expr).is_empty());
+    }
+    assert!(
+        empty.is_empty(),
+        "panels without data after {:?}: {empty:?}\nhost log:\n{}",
+        started.elapsed(),
+        host.log_text()
+    );
+    // The figures are the host's: events flowed, rows were committed, this pipeline is labelled.
+    let events = prometheus_query(
+        &url,
+        "sum(cross_storage_events_processed{pipeline_id=\"postgres-to-iceberg\", operation=\"c\"})",
+    );
+    let value = |r: &[Value]| r[0]["value"][1].as_str().unwrap().parse::<f64>().unwrap();
+    assert!(value(&events) > 0.0, "no create events counted: {events:?}");
+    let rows = prometheus_query(&url, "sum(cdc_host_rows_committed_total)");
+    assert!(value(&rows) > 0.0, "no committed rows counted: {rows:?}");
+    host.stop();
+    producer.join().unwrap();
 }

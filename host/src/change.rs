@@ -97,6 +97,25 @@ pub enum Op {
 }
 
 impl Op {
+    /// Every operation, in the order of [`Op::index`].
+    pub const ALL: [Op; 5] = [Op::Create, Op::Update, Op::Delete, Op::Read, Op::Truncate];
+
+    /// The operation's place in [`Op::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Debezium's `op` code (`c`, `u`, `d`, `r`, `t`).
+    pub fn debezium(self) -> &'static str {
+        match self {
+            Op::Create => "c",
+            Op::Update => "u",
+            Op::Delete => "d",
+            Op::Read => "r",
+            Op::Truncate => "t",
+        }
+    }
+
     /// Parses Debezium's `op` field.
     pub fn from_debezium(s: &str) -> Option<Op> {
         Some(match s {

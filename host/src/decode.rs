@@ -46,6 +46,8 @@ pub struct DecodeStats {
     pub dead_letters: u64,
     /// TOAST placeholders written as null.
     pub toast_placeholders: u64,
+    /// Change events by operation (indexed by [`Op::index`]).
+    pub by_op: [u64; 5],
 }
 
 impl DecodeStats {
@@ -59,6 +61,9 @@ impl DecodeStats {
         self.blank_lines += o.blank_lines;
         self.dead_letters += o.dead_letters;
         self.toast_placeholders += o.toast_placeholders;
+        for (a, b) in self.by_op.iter_mut().zip(o.by_op) {
+            *a += b;
+        }
     }
 }
 
@@ -371,6 +376,7 @@ impl Decoder {
         }
         let op = Op::from_debezium(op_text)
             .ok_or_else(|| format!("unknown Debezium op `{op_text}` (expected c, u, d, r, t or m)"))?;
+        stats.by_op[op.index()] += 1;
         if op == Op::Truncate {
             stats.truncates += 1;
             let src = body.source.unwrap_or_default();

@@ -136,8 +136,9 @@ struct RunArgs {
     /// Rows per Iceberg commit.
     #[arg(long)]
     commit_rows: Option<usize>,
-    /// Serve Prometheus metrics at http://ADDR/metrics.
-    #[arg(long)]
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464, which
+    /// monitoring/prometheus.yml scrapes).
+    #[arg(long, env = "CDC_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
 }
 
@@ -303,7 +304,8 @@ fn stop_on_signals(stop: Arc<AtomicBool>) -> Result<()> {
 
 async fn run(common: &Common, args: &RunArgs) -> Result<()> {
     let cfg = config(common, args)?;
-    let metrics = Metrics::new();
+    let table = format!("{}.{}.{}", cfg.catalog.name, cfg.table.namespace, cfg.table.name);
+    let metrics = Metrics::for_pipeline(&cfg.pipeline_id, &table);
     if let Some(addr) = args.metrics_addr {
         metrics.clone().serve(addr).await.with_context(|| format!("cannot serve metrics on {addr}"))?;
     }
@@ -362,7 +364,9 @@ fn plugin_chain(
     options: &mut pipeline::RunOptions,
 ) -> Result<Chain> {
     if !cfg.plugins.watch {
-        return Ok(Loader::new(cfg, Some(metrics.clone()), halt.clone())?.load(cfg)?);
+        let chain = Loader::new(cfg, Some(metrics.clone()), halt.clone())?.load(cfg)?;
+        cdc_host::transform::reload::set_active(metrics, &chain);
+        return Ok(chain);
     }
     let config_file = common.config.clone();
     let (common, args) = (common.clone(), args.clone());

@@ -3,9 +3,12 @@
 use std::net::SocketAddr;
 
 use prometheus::{
-    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::change::Op;
 
 /// The host's metrics.
 #[derive(Clone)]
@@ -36,6 +39,81 @@ pub struct Metrics {
     pub pipeline_lag_seconds: Gauge,
     /// Hot reload, quarantine and the active chain.
     pub plugins: PluginMetrics,
+    /// The reference design's metrics, by their names there.
+    pub reference: ReferenceMetrics,
+}
+
+/// The metrics the reference design names (`cross_storage_*`), each labelled with the pipeline
+/// (`pipeline_id`) and the Iceberg table it writes (`table`).
+#[derive(Clone)]
+pub struct ReferenceMetrics {
+    /// `cross_storage_events_processed{operation}`: change events decoded, by Debezium operation
+    /// (`c`, `u`, `d`, `r`, `t`).
+    pub events_processed: IntCounterVec,
+    /// `cross_storage_transformations_applied{transformation}`: events each plugin processed.
+    pub transformations_applied: IntCounterVec,
+    /// `cross_storage_pipeline_lag_seconds`: source commit of the newest committed event → its
+    /// Iceberg commit.
+    pub pipeline_lag_seconds: Gauge,
+    /// `cross_storage_batch_duration_seconds`: time a batch spends being decoded, transformed and
+    /// handed to the table (queue waits left out).
+    pub batch_duration_seconds: Histogram,
+    /// `cross_storage_kafka_lag{topic, partition}`: records behind the end of each partition.
+    pub kafka_lag: IntGaugeVec,
+}
+
+impl ReferenceMetrics {
+    fn register(registry: &Registry, pipeline_id: &str, table: &str) -> Self {
+        fn reg<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, m: T) -> T {
+            registry.register(Box::new(m.clone())).expect("register");
+            m
+        }
+        let opts = |name: &str, help: &str| {
+            Opts::new(name, help).const_label("pipeline_id", pipeline_id).const_label("table", table)
+        };
+        let counters = |name: &str, help: &str, labels: &[&str]| {
+            reg(registry, IntCounterVec::new(opts(name, help), labels).expect("metric"))
+        };
+        Self {
+            events_processed: counters(
+                "cross_storage_events_processed",
+                "change events decoded, by Debezium operation",
+                &["operation"],
+            ),
+            transformations_applied: counters(
+                "cross_storage_transformations_applied",
+                "events each transformation (plugin) processed",
+                &["transformation"],
+            ),
+            pipeline_lag_seconds: reg(
+                registry,
+                Gauge::with_opts(opts(
+                    "cross_storage_pipeline_lag_seconds",
+                    "seconds from the source commit of the newest committed event to its Iceberg commit",
+                ))
+                .expect("metric"),
+            ),
+            batch_duration_seconds: reg(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::from(opts(
+                        "cross_storage_batch_duration_seconds",
+                        "seconds a batch spends being decoded, transformed and handed to the table",
+                    ))
+                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+                )
+                .expect("metric"),
+            ),
+            kafka_lag: reg(
+                registry,
+                IntGaugeVec::new(
+                    opts("cross_storage_kafka_lag", "records behind the end of the partition"),
+                    &["topic", "partition"],
+                )
+                .expect("metric"),
+            ),
+        }
+    }
 }
 
 /// Metrics of the plugin chain's life: reloads, quarantines, which chain is active.
@@ -104,8 +182,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric in a fresh registry.
+    /// Registers every metric in a fresh registry (the reference metrics with empty pipeline and
+    /// table labels).
     pub fn new() -> Self {
+        Self::for_pipeline("", "")
+    }
+
+    /// Registers every metric in a fresh registry, the reference metrics labelled with
+    /// `pipeline_id` and `table`.
+    pub fn for_pipeline(pipeline_id: &str, table: &str) -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(format!("cdc_host_{name}"), help).expect("metric");
@@ -133,7 +218,7 @@ impl Metrics {
         )
         .expect("metric");
         registry.register(Box::new(pipeline_lag_seconds.clone())).expect("register");
-        Self {
+        let m = Self {
             records: counter("records_total", "input records read"),
             events: counter("events_total", "change events decoded"),
             rows_written: counter("rows_committed_total", "rows committed to the table"),
@@ -155,8 +240,17 @@ impl Metrics {
             consumer_lag,
             pipeline_lag_seconds,
             plugins: PluginMetrics::register(&registry),
+            reference: ReferenceMetrics::register(&registry, pipeline_id, table),
             registry,
+        };
+        // Series that exist from the start (a dashboard shows 0 rather than no data).
+        for stage in ["decode", "transform", "encode"] {
+            m.dead_letters.with_label_values(&[stage]);
         }
+        for op in Op::ALL {
+            m.reference.events_processed.with_label_values(&[op.debezium()]);
+        }
+        m
     }
 
     /// The text exposition format.

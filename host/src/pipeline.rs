@@ -152,6 +152,8 @@ struct Decoding {
     swap: Option<Chain>,
     raw: RawBatch,
     decoded: Decoded,
+    /// Time spent decoding it.
+    busy: Duration,
 }
 
 /// The failure a panicked pipeline thread reports.
@@ -178,6 +180,8 @@ struct Work {
     chain_id: Arc<str>,
     /// A mirror table's keyed events (taken before the chain).
     mirror: Option<MirrorEvents>,
+    /// Time spent decoding and transforming it.
+    busy: Duration,
 }
 
 /// Messages from the pipeline threads to the writer.
@@ -357,8 +361,10 @@ pub async fn run<S: Source + 'static>(
                             break;
                         }
                     }
+                    let started = Instant::now();
                     let decoded = decoder.decode(&raw);
-                    if decoded_tx.send(Decoding { swap, raw, decoded }).is_err() {
+                    let busy = started.elapsed();
+                    if decoded_tx.send(Decoding { swap, raw, decoded, busy }).is_err() {
                         break;
                     }
                 }
@@ -391,7 +397,8 @@ pub async fn run<S: Source + 'static>(
                 let fail = |e| {
                     let _ = tx.blocking_send(Msg::Failed(e));
                 };
-                while let Ok(Decoding { swap, mut raw, decoded }) = decoded_rx.recv() {
+                while let Ok(Decoding { swap, mut raw, decoded, busy }) = decoded_rx.recv() {
+                    let started = Instant::now();
                     // Stopping (a signal, or the chain halted): batches decoded ahead are left for
                     // the next run, which resumes at the positions committed.
                     if worker_stop.load(Ordering::Relaxed) {
@@ -450,6 +457,7 @@ pub async fn run<S: Source + 'static>(
                         filtered,
                         chain_id: chain_id.clone(),
                         mirror,
+                        busy: busy + started.elapsed(),
                     };
                     if tx.blocking_send(Msg::Work(Box::new(work))).is_err() {
                         break;
@@ -518,8 +526,12 @@ pub async fn run<S: Source + 'static>(
             }
             Some(Msg::Work(work)) => {
                 record_stats(&mut summary, metrics, &work);
-                let Work { raw, batch, dead, chain_id, mirror, .. } = *work;
-                tables.accept(&raw, batch, dead, chain_id, mirror).await
+                let Work { raw, batch, dead, chain_id, mirror, busy, .. } = *work;
+                let started = Instant::now();
+                let r = tables.accept(&raw, batch, dead, chain_id, mirror).await;
+                let seconds = (busy + started.elapsed()).as_secs_f64();
+                metrics.reference.batch_duration_seconds.observe(seconds);
+                r
             }
         };
         let result = match result {
@@ -621,6 +633,12 @@ fn record_stats(s: &mut Summary, m: &Metrics, w: &Work) {
     m.filtered.inc_by(w.filtered);
     m.dropped.inc_by(c.dropped);
     m.batches.inc();
+    for op in Op::ALL {
+        let n = d.by_op[op.index()];
+        if n > 0 {
+            m.reference.events_processed.with_label_values(&[op.debezium()]).inc_by(n);
+        }
+    }
     if c.plugin_failures > 0
         && let Some(p) =
             w.dead.iter().find_map(|d| (d.stage == "transform").then_some(d.plugin.as_deref()).flatten())

@@ -431,6 +431,7 @@ impl Tables {
         if newest_ts_ms > 0 {
             let lag = (chrono::Utc::now().timestamp_millis() - newest_ts_ms) as f64 / 1000.0;
             self.metrics.pipeline_lag_seconds.set(lag);
+            self.metrics.reference.pipeline_lag_seconds.set(lag);
             tracing::info!(rows, files, pipeline_lag_seconds = lag, attempts, seconds, "committed");
         } else {
             tracing::info!(rows, files, attempts, seconds, "committed");

@@ -449,10 +449,9 @@ impl KafkaSource {
                 self.consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1))
             {
                 let lag = (high - pos).max(0);
-                self.metrics
-                    .consumer_lag
-                    .with_label_values(&[e.topic(), &e.partition().to_string()])
-                    .set(lag);
+                let labels = [e.topic(), &e.partition().to_string()];
+                self.metrics.consumer_lag.with_label_values(&labels).set(lag);
+                self.metrics.reference.kafka_lag.with_label_values(&labels).set(lag);
                 tracing::info!(topic = e.topic(), partition = e.partition(), lag, "consumer lag");
             }
         }

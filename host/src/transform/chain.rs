@@ -384,11 +384,16 @@ impl Chain {
                 }
                 continue;
             }
+            let events = batch.len() as u64;
             let input = wit_batch(stage.description(), batch);
             let result = stage.process(input).and_then(|out| apply_output(stage.description(), batch, out));
             match result {
                 Ok(applied) => {
                     health.consecutive_failures = 0;
+                    if let Some(m) = &sup.metrics {
+                        let name = stage.description().name.as_str();
+                        m.reference.transformations_applied.with_label_values(&[name]).inc_by(events);
+                    }
                     stats.dropped += applied.dropped;
                     stats.rejected += applied.rejected.len() as u64;
                     for (i, reason) in applied.rejected {

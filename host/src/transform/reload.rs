@@ -293,14 +293,17 @@ impl ChainUpdates for Reloader {
     }
 }
 
-/// Publishes the active chain as `cdc_host_plugin_info`.
-fn set_active(metrics: &Metrics, chain: &Chain) {
+/// Publishes the active chain as `cdc_host_plugin_info`, and starts its plugins' counters at zero
+/// (a dashboard shows 0 rather than no data for a plugin that never failed).
+pub fn set_active(metrics: &Metrics, chain: &Chain) {
     let info = &metrics.plugins.info;
     info.reset();
     for (i, s) in chain.stages().iter().enumerate() {
         let d = s.description();
         let hash = s.compiled().map_or(String::new(), |c| c.hash[..12].to_string());
         info.with_label_values(&[&(i + 1).to_string(), &d.name, &d.version, &hash]).set(1);
+        metrics.plugin_failures.with_label_values(&[&d.name]);
+        metrics.reference.transformations_applied.with_label_values(&[&d.name]);
     }
 }
 
