@@ -12,6 +12,7 @@ pub mod error;
 pub mod fault;
 pub mod metrics;
 pub mod pipeline;
+pub mod progress;
 pub mod schema;
 pub mod sink;
 pub mod source;

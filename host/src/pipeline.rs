@@ -20,6 +20,7 @@ use crate::config::{Config, FilterConfig, TableMode};
 use crate::decode::{DecodeStats, Decoded, Decoder};
 use crate::error::PipelineError;
 use crate::metrics::Metrics;
+use crate::progress;
 use crate::schema::{ColType, parse_transform, parse_type};
 use crate::sink::catalog::Catalog;
 use crate::sink::commit::committed_positions;
@@ -328,6 +329,10 @@ pub async fn run<S: Source + 'static>(
     let truncates_wanted = cfg.filter.operations.is_empty() || cfg.filter.operations.iter().any(|o| o == "t");
     let filter = EventFilter::new(&cfg.filter);
     let source_name = source.name().to_string();
+    // Bytes the reader has read (u64::MAX: the source does not say).
+    let total_bytes = source.progress().and_then(|(_, total)| total);
+    let bytes_read = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+    let reader_bytes = bytes_read.clone();
     let stop = options.stop.clone();
     let mut updates = options.updates;
     // Two threads feed the writer: one reads and decodes, the other filters, keys and runs the chain;
@@ -360,6 +365,9 @@ pub async fn run<S: Source + 'static>(
                             let _ = reader_tx.blocking_send(Msg::Failed(e));
                             break;
                         }
+                    }
+                    if let Some((read, _)) = source.progress() {
+                        reader_bytes.store(read, Ordering::Relaxed);
                     }
                     let started = Instant::now();
                     let decoded = decoder.decode(&raw);
@@ -500,6 +508,7 @@ pub async fn run<S: Source + 'static>(
         ..Default::default()
     };
     let mut last_report = Instant::now();
+    let mut progress = progress::Progress::new(&source_name, total_bytes);
     let mut failure = None;
     loop {
         let wait = tables.until_due().max(Duration::from_millis(10));
@@ -542,21 +551,20 @@ pub async fn run<S: Source + 'static>(
             failure = Some(e);
             break;
         }
-        if last_report.elapsed() >= Duration::from_secs(5) {
+        if last_report.elapsed() >= Duration::from_millis(250) {
             last_report = Instant::now();
-            let secs = started.elapsed().as_secs_f64();
-            let stats = tables.stats();
-            tracing::info!(
-                source = %source_name,
-                records = summary.records,
-                rows_pending = tables.pending_rows(),
-                rows_committed = stats.rows_committed,
-                events_per_second = (summary.events as f64 / secs) as u64,
-                "progress"
-            );
+            let read = bytes_read.load(Ordering::Relaxed);
+            progress.update(&progress::Snapshot {
+                records: summary.records,
+                events_per_second: (summary.events as f64 / started.elapsed().as_secs_f64()) as u64,
+                rows_pending: tables.pending_rows() as u64,
+                rows_committed: tables.stats().rows_committed,
+                bytes: (read != u64::MAX).then_some((read, total_bytes)),
+            });
         }
     }
     drop(rx);
+    drop(progress);
     let flushed = match failure {
         Some(e) => Err(e),
         None => match tables.commit_all().await {

@@ -118,6 +118,10 @@ impl Source for FileSource {
         Ok(self.read_batch(out, max)?)
     }
 
+    fn progress(&self) -> Option<(u64, Option<u64>)> {
+        Some(FileSource::progress(self))
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

@@ -58,6 +58,11 @@ pub trait Source: Send {
     /// The stream name used in positions and dead letters.
     fn name(&self) -> &str;
 
+    /// Bytes read so far and the input's size, for sources that know them (files).
+    fn progress(&self) -> Option<(u64, Option<u64>)> {
+        None
+    }
+
     /// The table now durably holds everything before `positions` (stream → next offset); a source
     /// with its own acknowledgements (Kafka consumer groups) records them here, never earlier.
     fn committed(&mut self, positions: &BTreeMap<String, i64>) {
