@@ -80,6 +80,9 @@ pub enum SinkError {
     Commit { table: String, source: Box<iceberg::Error> },
     #[error("batch does not fit table {table}: {message}")]
     Shape { table: String, message: String },
+    /// A change to the table that Iceberg (or the table's use) forbids.
+    #[error("{table}: {message}")]
+    Refused { table: String, message: String },
     #[error(
         "refusing to commit to {table}: another host with the same pipeline id already committed these records ({streams}); nothing of this host's pending work was committed. Run it again to resume from the table's positions, and make sure only one host runs each pipeline id"
     )]
@@ -117,6 +120,7 @@ impl SinkError {
             SinkError::CatalogDb { .. } | SinkError::Conflicts { .. } | SinkError::Rest { .. } => true,
             SinkError::Warehouse { .. }
             | SinkError::Shape { .. }
+            | SinkError::Refused { .. }
             | SinkError::Fenced { .. }
             | SinkError::Validation { .. }
             | SinkError::Rejected { .. }

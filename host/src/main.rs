@@ -53,6 +53,63 @@ enum Command {
     /// Plugin author tools: `plugin new --lang LANG NAME`, `plugin test PLUGIN.wasm --input FILE`.
     #[command(subcommand)]
     Plugin(cdc_host::transform::tooling::PluginCommand),
+    /// Change the table's schema or properties, committed like any other change (and refused where
+    /// Iceberg forbids it). Stop the hosts writing the table first, and update their config to match
+    /// (e.g. a renamed declared column).
+    #[command(subcommand)]
+    Table(TableCommand),
+}
+
+/// `cdc-host table ...`: one change to the configured table (`--table`, `--namespace`).
+#[derive(Subcommand, Clone)]
+enum TableCommand {
+    /// Add an optional column: `add-column NAME TYPE` (types as in the config: long, string,
+    /// decimal(12,2), timestamptz, ...).
+    AddColumn {
+        name: String,
+        #[arg(value_name = "TYPE")]
+        ty: String,
+        /// Column documentation.
+        #[arg(long)]
+        doc: Option<String>,
+    },
+    /// Rename a column (data files keep matching it by field id).
+    RenameColumn { from: String, to: String },
+    /// Drop a column from the current schema (not an identifier, partition or sort column).
+    DropColumn { name: String },
+    /// Widen a column's type: int → long, float → double, decimal(P,S) → decimal(P',S) with P' > P.
+    WidenColumn {
+        name: String,
+        #[arg(value_name = "TYPE")]
+        ty: String,
+    },
+    /// Set a table property (`set-property KEY VALUE`), or remove it (`set-property KEY --remove`).
+    SetProperty {
+        key: String,
+        #[arg(required_unless_present = "remove")]
+        value: Option<String>,
+        #[arg(long, conflicts_with = "value")]
+        remove: bool,
+    },
+}
+
+impl TableCommand {
+    fn change(self) -> Result<cdc_host::sink::schema_change::SchemaChange> {
+        use cdc_host::schema::parse_type;
+        use cdc_host::sink::schema_change::SchemaChange;
+        let ty = |t: &str| parse_type(t).map_err(|e| anyhow::anyhow!(e));
+        Ok(match self {
+            TableCommand::AddColumn { name, ty: t, doc } => {
+                SchemaChange::AddColumn { ty: ty(&t)?, name, doc }
+            }
+            TableCommand::RenameColumn { from, to } => SchemaChange::RenameColumn { from, to },
+            TableCommand::DropColumn { name } => SchemaChange::DropColumn { name },
+            TableCommand::WidenColumn { name, ty: t } => SchemaChange::WidenColumn { ty: ty(&t)?, name },
+            TableCommand::SetProperty { key, value, remove } => {
+                SchemaChange::SetProperty { key, value: if remove { None } else { value } }
+            }
+        })
+    }
 }
 
 /// `cdc-host maintain` settings (override `[maintenance]`).
@@ -212,6 +269,12 @@ async fn main() -> Result<()> {
     match cli.command {
         None => run(&cli.common, &cli.run).await,
         Some(Command::Run(args)) => run(&cli.common, &args).await,
+        Some(Command::Table(command)) => {
+            let cfg = config(&cli.common, &cli.run)?;
+            let table = pipeline::change_table(&cfg, &command.change()?).await?;
+            println!("{table}");
+            Ok(())
+        }
         Some(Command::CreateTable) => {
             let cfg = config(&cli.common, &cli.run)?;
             let (main, dlq) = pipeline::create_tables(&cfg).await?;

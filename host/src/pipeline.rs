@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use crate::change::{ChangeBatch, DeadLetter, Op, RawBatch};
 use crate::config::{Config, FilterConfig, TableMode};
 use crate::decode::{DecodeStats, Decoded, Decoder};
-use crate::error::PipelineError;
+use crate::error::{PipelineError, SinkError};
 use crate::metrics::Metrics;
 use crate::progress;
 use crate::schema::{ColType, parse_transform, parse_type};
@@ -668,6 +668,38 @@ pub async fn maintain(cfg: &Config) -> Result<Vec<crate::sink::maintain::Mainten
         reports.push(crate::sink::maintain::run(&catalog, t, &cfg.maintenance).await?);
     }
     Ok(reports)
+}
+
+/// Applies a schema or property change to the configured table; returns the table's columns
+/// (name and type, in order) and properties afterwards.
+pub async fn change_table(
+    cfg: &Config,
+    change: &crate::sink::schema_change::SchemaChange,
+) -> Result<serde_json::Value, PipelineError> {
+    let catalog = catalog::open(cfg).await?;
+    let ident = table::ident(&cfg.table.namespace, &cfg.table.name)?;
+    if !catalog.iceberg().table_exists(&ident).await.unwrap_or(false) {
+        return Err(PipelineError::Sink(SinkError::Refused {
+            table: ident.to_string(),
+            message: "the table does not exist: run the host (or `cdc-host create-table`) first".into(),
+        }));
+    }
+    let t = catalog.load(&ident).await?;
+    let t = crate::sink::schema_change::apply(&catalog, t, change).await?;
+    let metadata = t.metadata();
+    let columns: Vec<serde_json::Value> = metadata
+        .current_schema()
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| serde_json::json!({ "id": f.id, "name": f.name, "type": f.field_type.to_string(), "required": f.required }))
+        .collect();
+    Ok(serde_json::json!({
+        "table": ident.to_string(),
+        "schema_id": metadata.current_schema_id(),
+        "columns": columns,
+        "properties": metadata.properties(),
+    }))
 }
 
 /// Creates the tables the config describes (with the columns the chain adds, if it loads) and returns

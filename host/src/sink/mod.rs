@@ -1,7 +1,8 @@
 //! The Iceberg side, table by table.
 //!
 //! - [`catalog`] opens the catalog (SQL or REST) with its compare-and-swap;
-//! - [`table`] creates and evolves tables from their definition;
+//! - [`table`] creates and evolves tables from their definition; [`schema_change`] applies the
+//!   changes a user asks for (`cdc-host table ...`);
 //! - [`writer`] turns Arrow batches into Parquet data files;
 //! - [`commit`] is the one loop through which files become snapshots (append, row delta, replace),
 //!   fenced and published by compare-and-swap;
@@ -15,6 +16,7 @@ pub mod commit;
 pub mod dead_letter;
 pub mod maintain;
 pub mod mirror;
+pub mod schema_change;
 pub mod table;
 pub mod table_sink;
 pub mod tables;
