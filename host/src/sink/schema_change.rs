@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use iceberg::TableUpdate;
-use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
+use iceberg::spec::{NestedField, PrimitiveType, Type};
 use iceberg::table::Table;
 
 use super::catalog::Catalog;
@@ -158,14 +158,7 @@ fn updates(base: &Table, change: &SchemaChange) -> Result<Vec<TableUpdate>, Sink
             }
         }
     }
-    let schema_id = metadata.schemas_iter().map(|s| s.schema_id()).max().unwrap_or(0) + 1;
-    let schema = Schema::builder()
-        .with_schema_id(schema_id)
-        .with_identifier_field_ids(identifier)
-        .with_fields(fields)
-        .build()
-        .map_err(|e| refused(base, format!("the changed schema is not valid: {e}")))?;
-    Ok(vec![TableUpdate::AddSchema { schema }, TableUpdate::SetCurrentSchema { schema_id: -1 }])
+    super::table::new_schema(base, fields, identifier)
 }
 
 /// Whether Iceberg allows promoting `from` to `to`.

@@ -175,14 +175,7 @@ pub async fn add_columns(
             next_id += 1;
             fields.push(NestedField::optional(next_id, name, ty.iceberg_type()).into());
         }
-        let schema_id = metadata.schemas_iter().map(|s| s.schema_id()).max().unwrap_or(0) + 1;
-        let schema = Schema::builder()
-            .with_schema_id(schema_id)
-            .with_identifier_field_ids(current.identifier_field_ids())
-            .with_fields(fields)
-            .build()
-            .map_err(catalog_err(format!("building the new schema of {ident}")))?;
-        Ok(vec![TableUpdate::AddSchema { schema }, TableUpdate::SetCurrentSchema { schema_id: -1 }])
+        new_schema(base, fields, current.identifier_field_ids().collect())
     })
     .await?;
     let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
@@ -229,16 +222,26 @@ pub async fn set_identifier_fields(
                 }
             })
             .collect();
-        let schema_id = metadata.schemas_iter().map(|s| s.schema_id()).max().unwrap_or(0) + 1;
-        let schema = Schema::builder()
-            .with_schema_id(schema_id)
-            .with_identifier_field_ids(ids)
-            .with_fields(fields)
-            .build()
-            .map_err(catalog_err(format!("building the new schema of {ident}")))?;
-        Ok(vec![TableUpdate::AddSchema { schema }, TableUpdate::SetCurrentSchema { schema_id: -1 }])
+        new_schema(base, fields, ids)
     })
     .await
+}
+
+/// The updates that make a schema of `fields` (with `identifier` field ids) the table's current one.
+pub fn new_schema(
+    base: &Table,
+    fields: Vec<iceberg::spec::NestedFieldRef>,
+    identifier: Vec<i32>,
+) -> Result<Vec<TableUpdate>, SinkError> {
+    let metadata = base.metadata();
+    let schema_id = metadata.schemas_iter().map(|s| s.schema_id()).max().unwrap_or(0) + 1;
+    let schema = Schema::builder()
+        .with_schema_id(schema_id)
+        .with_identifier_field_ids(identifier)
+        .with_fields(fields)
+        .build()
+        .map_err(catalog_err(format!("building the new schema of {}", base.identifier())))?;
+    Ok(vec![TableUpdate::AddSchema { schema }, TableUpdate::SetCurrentSchema { schema_id: -1 }])
 }
 
 /// The names of the table's identifier fields.
