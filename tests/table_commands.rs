@@ -144,3 +144,77 @@ fn changing_a_table_that_does_not_exist_says_what_to_do() {
     let err = table_err(dir.path(), &wh, &["add-column", "x", "long"]);
     assert!(err.contains("does not exist"), "{err}");
 }
+
+/// A bare Debezium create of customer `id` (JSON converter without schemas) with the given
+/// `loyalty_points` and `lifetime_value` (decimal as text).
+fn create(id: i64, points: i64, value: &str) -> String {
+    serde_json::json!({
+        "before": null,
+        "after": {
+            "customer_id": id, "email": format!("c{id}@example.com"), "first_name": "A", "last_name": "B",
+            "city": "Oslo", "state": null, "country": "NO", "customer_tier": "gold",
+            "lifetime_value": value, "registration_date": 19000, "created_at": "2024-01-01T00:00:00Z",
+            "notes": null, "loyalty_points": points,
+        },
+        "source": {"schema": "public", "table": "customers", "ts_ms": 1_700_000_000_000i64, "snapshot": "false"},
+        "op": "c",
+        "ts_ms": 1_700_000_000_000i64,
+    })
+    .to_string()
+}
+
+/// The shipped config with `loyalty_points` declared `int`, and `evolve_schema` as given.
+fn widening_config(dir: &Path, evolve: bool) -> std::path::PathBuf {
+    let shipped = std::fs::read_to_string(repo().join("config/cdc-host.toml")).unwrap();
+    let notes = shipped.lines().find(|l| l.contains("name = \"notes\"")).unwrap();
+    let evolve_line = shipped.lines().find(|l| l.starts_with("evolve_schema")).unwrap();
+    let text = shipped
+        .replace(notes, &format!("{notes}\n  {{ name = \"loyalty_points\", type = \"int\" }},"))
+        .replace(evolve_line, &format!("evolve_schema = {evolve}"));
+    let p = dir.join(format!("widening-{evolve}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn a_source_column_that_widens_widens_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("wide.ndjson");
+    let lines = [
+        create(1, 10, "100.25"),
+        create(2, 5_000_000_000, "7.00"),
+        create(3, 20, "12345678901234.50"),
+        create(4, 30, "1.00"),
+    ];
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+
+    let wh = dir.path().join("wh");
+    let out = run_configured(dir.path(), &widening_config(dir.path(), true), &plugins_dir(), &input, &wh, 2);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["dead_letters"], 0, "{summary}");
+    let t = read_table(&wh, TABLE);
+    assert_eq!(type_of(&t, "loyalty_points").as_deref(), Some("long"));
+    assert_eq!(type_of(&t, "lifetime_value").as_deref(), Some("decimal(16, 2)"));
+    let by_id: std::collections::BTreeMap<i64, (Value, Value)> = rows(&t)
+        .iter()
+        .map(|r| {
+            (r["customer_id"].as_i64().unwrap(), (r["loyalty_points"].clone(), r["lifetime_value"].clone()))
+        })
+        .collect();
+    assert_eq!(by_id[&1], (Value::from(10), Value::from("100.25")));
+    assert_eq!(by_id[&2], (Value::from(5_000_000_000i64), Value::from("7.00")));
+    assert_eq!(by_id[&3], (Value::from(20), Value::from("12345678901234.50")));
+    assert_eq!(by_id.len(), 4);
+
+    // Without schema evolution the table keeps its types and the records that do not fit are dead
+    // letters, as before.
+    let wh = dir.path().join("fixed");
+    let out = run_configured(dir.path(), &widening_config(dir.path(), false), &plugins_dir(), &input, &wh, 2);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["dead_letters"], 2, "{summary}");
+    let t = read_table(&wh, TABLE);
+    assert_eq!(type_of(&t, "loyalty_points").as_deref(), Some("int"));
+    assert_eq!(rows(&t).len(), 2);
+}

@@ -24,6 +24,7 @@ use serde_json::value::RawValue;
 use crate::change::{ChangeBatch, Column, Columns, DeadLetter, Op, RawBatch, SourceInfo, TableRef};
 use crate::config::DecimalHandling;
 use crate::schema::{ColType, MAX_DECIMAL_PRECISION, UTC};
+use arrow_array::cast::AsArray;
 
 /// Debezium's stand-in for a TOASTed value it did not receive.
 pub const TOAST_PLACEHOLDER: &str = "__debezium_unavailable_value";
@@ -277,6 +278,9 @@ struct SourceBody<'a> {
 pub struct Decoder {
     declared: HashMap<String, ColType>,
     decimal_handling: DecimalHandling,
+    /// Values too wide for a declared int or decimal column widen the column (int → long, a larger
+    /// decimal precision) instead of failing their record.
+    widen: bool,
     schemas: HashMap<Box<str>, Arc<RowSchema>>,
     last_schema: Option<(Box<str>, Arc<RowSchema>)>,
     key_fields: Option<Vec<String>>,
@@ -285,7 +289,22 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder whose column types follow `declared` (the table's columns) where they name a column.
     pub fn new(declared: HashMap<String, ColType>, decimal_handling: DecimalHandling) -> Self {
-        Self { declared, decimal_handling, schemas: HashMap::new(), last_schema: None, key_fields: None }
+        Self {
+            declared,
+            decimal_handling,
+            widen: false,
+            schemas: HashMap::new(),
+            last_schema: None,
+            key_fields: None,
+        }
+    }
+
+    /// Lets values too wide for a declared `int` or decimal column widen the column in the batch
+    /// (`int` → `long`, decimal precision up to 38 at the same scale), as the source's own column did;
+    /// the table follows ([`crate::sink::schema_change`]). Without it such a record is a dead letter.
+    pub fn widening(mut self, widen: bool) -> Self {
+        self.widen = widen;
+        self
     }
 
     /// Decodes every record of `raw`.
@@ -397,8 +416,12 @@ impl Decoder {
         let info =
             SourceInfo { table, lsn: src.lsn, txid: src.tx_id, ts_ms: src.ts_ms.unwrap_or(0), snapshot };
         b.begin_row(op, info, origin);
-        let ctx =
-            Ctx { declared: &self.declared, hints: row_schema.as_deref(), decimal: self.decimal_handling };
+        let ctx = Ctx {
+            declared: &self.declared,
+            hints: row_schema.as_deref(),
+            decimal: self.decimal_handling,
+            widen: self.widen,
+        };
         for (image, side) in [(body.after, Side::After), (body.before, Side::Before)] {
             let Some(Image(entries)) = image else { continue };
             for (name, value) in &entries {
@@ -495,9 +518,11 @@ struct Ctx<'c> {
     declared: &'c HashMap<String, ColType>,
     hints: Option<&'c RowSchema>,
     decimal: DecimalHandling,
+    widen: bool,
 }
 
 /// One JSON scalar, borrowed from the record where possible.
+#[derive(Clone)]
 enum Json<'a> {
     Null,
     Bool(bool),
@@ -587,6 +612,21 @@ impl Builder {
             Builder::Date(b) => b.append_null(),
             Builder::Timestamp(b) => b.append_null(),
         }
+    }
+
+    /// This builder's values in a builder of the wider type `ty` (int → long, decimal precision up).
+    fn widened(&mut self, ty: ColType) -> Builder {
+        let values = self.finish();
+        let cast = arrow_cast::cast(&values, &ty.arrow_type()).expect("a widening cast");
+        let mut wide = Builder::new(ty, values.len().max(1));
+        match (&mut wide, cast.data_type()) {
+            (Builder::Int64(b), _) => b.extend(cast.as_primitive::<arrow_array::types::Int64Type>().iter()),
+            (Builder::Decimal(b), _) => {
+                b.extend(cast.as_primitive::<arrow_array::types::Decimal128Type>().iter())
+            }
+            _ => unreachable!("only int and decimal columns widen"),
+        }
+        wide
     }
 
     fn finish(&mut self) -> ArrayRef {
@@ -735,6 +775,25 @@ fn decimal_value(
         return Err(format!("{} does not fit decimal({precision},{scale})", format_decimal(value, scale)));
     }
     Ok(value)
+}
+
+/// The type a value too wide for a column of type `ty` needs: `long` for an `int` column, the
+/// digits the value has for a decimal column (same scale, at most 38). `None`: widening would not help.
+fn wider_type(
+    ty: ColType,
+    v: &Json<'_>,
+    hint: Option<FieldHint>,
+    handling: DecimalHandling,
+) -> Option<ColType> {
+    match (ty, v) {
+        (ColType::Int32, Json::Num(n)) => n.parse::<i64>().ok().map(|_| ColType::Int64),
+        (ColType::Decimal { precision, scale }, _) => {
+            let value = decimal_value(v.clone(), MAX_DECIMAL_PRECISION, scale, hint, handling).ok()?;
+            let digits = value.unsigned_abs().checked_ilog10().map_or(1, |d| d as u8 + 1);
+            (digits > precision).then_some(ColType::Decimal { precision: digits.max(scale), scale })
+        }
+        _ => None,
+    }
 }
 
 /// How a decimal string is carried.
@@ -1070,7 +1129,19 @@ impl BatchBuilder {
         for _ in len..row {
             col.b.append_null();
         }
-        col.b.append(col.ty, v, hint, ctx.decimal).map_err(|e| format!("column `{name}`: {e}"))
+        let err = match col.b.append(col.ty, v.clone(), hint, ctx.decimal) {
+            Ok(()) => return Ok(()),
+            Err(e) => format!("column `{name}`: {e}"),
+        };
+        // A value wider than the column: the source column was widened.
+        match ctx.widen.then(|| wider_type(col.ty, &v, hint, ctx.decimal)).flatten() {
+            Some(ty) => {
+                col.b = col.b.widened(ty);
+                col.ty = ty;
+                col.b.append(ty, v, hint, ctx.decimal).map_err(|e| format!("column `{name}`: {e}"))
+            }
+            None => Err(err),
+        }
     }
 
     fn finish(self) -> ChangeBatch {

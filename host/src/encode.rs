@@ -38,6 +38,18 @@ impl Encoder {
             .collect()
     }
 
+    /// Columns of `batch` whose type is a widening of the table's (`int` → `long`, a larger decimal
+    /// precision at the same scale): the source column was widened.
+    pub fn widened_columns(batch: &ChangeBatch, table: &HashMap<String, ColType>) -> Vec<(String, ColType)> {
+        batch
+            .after
+            .0
+            .iter()
+            .filter(|c| table.get(&c.name).is_some_and(|&t| widens(t, c.ty)))
+            .map(|c| (c.name.clone(), c.ty))
+            .collect()
+    }
+
     /// The batch as rows of `schema`, in event order. Columns the schema lacks are left out.
     pub fn encode(
         &self,
@@ -76,6 +88,17 @@ impl Encoder {
             })
             .collect::<Result<Vec<_>, _>>()?;
         RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
+    }
+}
+
+/// Whether `to` is a widening of `from` the table can follow.
+fn widens(from: ColType, to: ColType) -> bool {
+    match (from, to) {
+        (ColType::Int32, ColType::Int64) => true,
+        (ColType::Decimal { precision: p, scale: s }, ColType::Decimal { precision: q, scale: t }) => {
+            s == t && q > p
+        }
+        _ => false,
     }
 }
 

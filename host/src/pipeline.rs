@@ -147,6 +147,17 @@ const QUEUED_BATCHES: usize = 16;
 /// Decoded batches queued between the reading and the transform threads.
 const DECODED_BATCHES: usize = 2;
 
+/// What the reading thread hands the transform thread, in source order.
+enum Step {
+    Batch(Box<Decoding>),
+    /// The source asks for everything read so far to be committed (e.g. before Kafka partitions
+    /// move): it travels behind the batches read before it, so the commit holds them all.
+    Flush(std::sync::mpsc::Sender<Result<(), String>>),
+}
+
+/// The path of flush requests: the reading thread's sender into the transform thread, while it reads.
+type FlushPath = Arc<std::sync::Mutex<Option<std::sync::mpsc::SyncSender<Step>>>>;
+
 /// A decoded batch on its way to the transform thread, with the chain to use from it on, if that
 /// changed.
 struct Decoding {
@@ -253,8 +264,8 @@ impl EventFilter {
 
 /// What a source can ask of the running pipeline.
 struct Handle {
-    /// Weak, so the writer sees the end of input when the worker drops its sender.
-    tx: mpsc::WeakSender<Msg>,
+    /// Flush requests go behind the batches already read (gone once reading has ended).
+    flush_path: FlushPath,
     runtime: tokio::runtime::Handle,
     cfg: Config,
     /// Records the source skipped because the table held them.
@@ -264,8 +275,9 @@ struct Handle {
 impl PipelineHandle for Handle {
     fn flush(&self) -> Result<(), FlushError> {
         let (reply, answer) = std::sync::mpsc::channel();
-        let tx = self.tx.upgrade().ok_or(FlushError::Stopped)?;
-        tx.blocking_send(Msg::Flush(reply)).map_err(|_| FlushError::Stopped)?;
+        let path = self.flush_path.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let tx = path.ok_or(FlushError::Stopped)?;
+        tx.send(Step::Flush(reply)).map_err(|_| FlushError::Stopped)?;
         drop(tx);
         answer.recv().map_err(|_| FlushError::Stopped)?.map_err(FlushError::Failed)
     }
@@ -313,14 +325,19 @@ pub async fn run<S: Source + 'static>(
     let (tx, mut rx) = mpsc::channel::<Msg>(QUEUED_BATCHES);
     let (committed_tx, committed_rx) = std::sync::mpsc::channel::<BTreeMap<String, i64>>();
     let held = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // Two threads feed the writer: one reads and decodes, the other filters, keys and runs the chain;
+    // batches cross between them whole.
+    let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Step>(DECODED_BATCHES);
+    let flush_path: FlushPath = Arc::new(std::sync::Mutex::new(Some(decoded_tx.clone())));
     let handle: Arc<dyn PipelineHandle> = Arc::new(Handle {
-        tx: tx.downgrade(),
+        flush_path: flush_path.clone(),
         runtime: tokio::runtime::Handle::current(),
         cfg: cfg.clone(),
         held: held.clone(),
     });
     let batch_size = cfg.sink.batch_size;
     let decimal = cfg.decode.decimal_handling;
+    let evolve_schema = cfg.table.evolve_schema;
     let mirror_mode = cfg.table.mode == TableMode::Mirror;
     // The key: configured, else the table's identifier fields, else the record keys' fields.
     let table_key =
@@ -335,9 +352,6 @@ pub async fn run<S: Source + 'static>(
     let reader_bytes = bytes_read.clone();
     let stop = options.stop.clone();
     let mut updates = options.updates;
-    // Two threads feed the writer: one reads and decodes, the other filters, keys and runs the chain;
-    // batches cross between them whole.
-    let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Decoding>(DECODED_BATCHES);
     let reader_tx = tx.clone();
     let reader = std::thread::Builder::new()
         .name("read-decode".into())
@@ -345,7 +359,7 @@ pub async fn run<S: Source + 'static>(
             // The reading loop; `reader_tx` stays outside it, so a panic can still be reported.
             let body = std::panic::AssertUnwindSafe(|| {
                 let mut source = source;
-                let mut decoder = Decoder::new(declared, decimal);
+                let mut decoder = Decoder::new(declared, decimal).widening(evolve_schema);
                 if let Err(e) = source.start(handle) {
                     let _ = reader_tx.blocking_send(Msg::Failed(e));
                     return source;
@@ -372,7 +386,8 @@ pub async fn run<S: Source + 'static>(
                     let started = Instant::now();
                     let decoded = decoder.decode(&raw);
                     let busy = started.elapsed();
-                    if decoded_tx.send(Decoding { swap, raw, decoded, busy }).is_err() {
+                    if decoded_tx.send(Step::Batch(Box::new(Decoding { swap, raw, decoded, busy }))).is_err()
+                    {
                         break;
                     }
                 }
@@ -386,6 +401,7 @@ pub async fn run<S: Source + 'static>(
                 }
             };
             // Acknowledge what the last commits made durable before the source goes away.
+            flush_path.lock().unwrap_or_else(|e| e.into_inner()).take();
             drop(decoded_tx);
             drop(reader_tx);
             while let Ok(positions) = committed_rx.recv() {
@@ -405,7 +421,17 @@ pub async fn run<S: Source + 'static>(
                 let fail = |e| {
                     let _ = tx.blocking_send(Msg::Failed(e));
                 };
-                while let Ok(Decoding { swap, mut raw, decoded, busy }) = decoded_rx.recv() {
+                while let Ok(step) = decoded_rx.recv() {
+                    let Decoding { swap, mut raw, decoded, busy } = match step {
+                        Step::Batch(d) => *d,
+                        Step::Flush(reply) => {
+                            // Behind every batch read before the request.
+                            if tx.blocking_send(Msg::Flush(reply)).is_err() {
+                                break;
+                            }
+                            continue;
+                        }
+                    };
                     let started = Instant::now();
                     // Stopping (a signal, or the chain halted): batches decoded ahead are left for
                     // the next run, which resumes at the positions committed.

@@ -197,6 +197,20 @@ impl TableSink {
         Ok(committed)
     }
 
+    /// Widens columns of the table (committing pending files first, which have the old schema).
+    pub async fn widen_columns(
+        &mut self,
+        columns: &[(String, ColType)],
+        chain: &str,
+    ) -> Result<Option<Committed>, SinkError> {
+        let committed = self.commit(chain, true).await?;
+        for (name, ty) in columns {
+            let change = super::schema_change::SchemaChange::WidenColumn { name: name.clone(), ty: *ty };
+            self.table = super::schema_change::apply(&self.catalog, self.table.clone(), &change).await?;
+        }
+        Ok(committed)
+    }
+
     /// The table was changed by someone else (maintenance): take the catalog's current state.
     pub async fn reload(&mut self) -> Result<(), SinkError> {
         self.table = self.catalog.load(self.table.identifier()).await?;

@@ -302,6 +302,14 @@ impl Tables {
 
     /// Adds the columns `batch` brings to the table (or warns once that they are not stored).
     async fn evolve(&mut self, batch: &ChangeBatch) -> Result<(), PipelineError> {
+        let wider = Encoder::widened_columns(batch, &self.table_types);
+        if !wider.is_empty() && self.cfg.evolve_schema {
+            // The source widened a column (the decoder met a value the old type cannot hold).
+            self.commit_all().await?;
+            self.main.widen_columns(&wider, &self.chain_id).await?;
+            self.table_types = table::column_types(self.main.table());
+            tracing::info!(columns = ?wider, "widened columns of the table");
+        }
         let new = Encoder::new_columns(batch, &self.table_types);
         if new.is_empty() {
             return Ok(());
