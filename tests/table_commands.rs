@@ -176,6 +176,13 @@ fn widening_config(dir: &Path, evolve: bool) -> std::path::PathBuf {
     p
 }
 
+/// Runs `input` (two records per batch) with [`widening_config`]; returns the summary.
+fn run_widening(dir: &Path, evolve: bool, input: &Path, wh: &Path) -> Value {
+    let out = run_configured(dir, &widening_config(dir, evolve), &plugins_dir(), input, wh, 2);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn a_source_column_that_widens_widens_the_table() {
     let dir = tempfile::tempdir().unwrap();
@@ -189,9 +196,7 @@ fn a_source_column_that_widens_widens_the_table() {
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
 
     let wh = dir.path().join("wh");
-    let out = run_configured(dir.path(), &widening_config(dir.path(), true), &plugins_dir(), &input, &wh, 2);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = run_widening(dir.path(), true, &input, &wh);
     assert_eq!(summary["dead_letters"], 0, "{summary}");
     let t = read_table(&wh, TABLE);
     assert_eq!(type_of(&t, "loyalty_points").as_deref(), Some("long"));
@@ -210,9 +215,7 @@ fn a_source_column_that_widens_widens_the_table() {
     // Without schema evolution the table keeps its types and the records that do not fit are dead
     // letters, as before.
     let wh = dir.path().join("fixed");
-    let out = run_configured(dir.path(), &widening_config(dir.path(), false), &plugins_dir(), &input, &wh, 2);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = run_widening(dir.path(), false, &input, &wh);
     assert_eq!(summary["dead_letters"], 2, "{summary}");
     let t = read_table(&wh, TABLE);
     assert_eq!(type_of(&t, "loyalty_points").as_deref(), Some("int"));
