@@ -135,6 +135,8 @@ fn drain(n: usize) -> Value {
         "file_events_per_second_wall": file_rate.round(),
         "file_peak_rss_mb": file_peak.round(),
         "kafka_vs_file": (kafka_rate / file_rate * 100.0).round() / 100.0,
+        "stage_seconds": summary["stage_seconds"],
+        "file_stage_seconds": file["stage_seconds"],
     })
 }
 

@@ -62,6 +62,7 @@ fn file_run(input: &Path, warehouse: &Path, mode: &str) -> Value {
         "peak_rss_mb": peak.round(),
         "commits": summary["commits"],
         "data_files": summary["data_files"],
+        "stage_seconds": summary["stage_seconds"],
     })
 }
 

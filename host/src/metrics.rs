@@ -10,6 +10,60 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::change::Op;
 
+/// A stage of the pipeline, for the time spent in it ([`stage_time`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading and decoding records (the reading thread).
+    Decode,
+    /// Filter, mirror keys and the plugin chain (the transform thread).
+    Chain,
+    /// Rows in the table's schema, dead letters, a mirror's key index (the writer's loop).
+    Encode,
+    /// Ordering rows and writing Parquet data and delete files (the writing tasks, summed).
+    Write,
+    /// Manifests, metadata and the catalog's compare-and-swap.
+    Commit,
+}
+
+impl Stage {
+    /// Every stage, in pipeline order.
+    pub const ALL: [Stage; 5] = [Stage::Decode, Stage::Chain, Stage::Encode, Stage::Write, Stage::Commit];
+
+    /// The stage's label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Decode => "decode",
+            Stage::Chain => "chain",
+            Stage::Encode => "encode",
+            Stage::Write => "write",
+            Stage::Commit => "commit",
+        }
+    }
+}
+
+/// `cdc_host_stage_seconds_total{stage}`: time spent in each stage by this process (threads and tasks
+/// summed, so stages that overlap can add up to more than the wall time).
+static STAGE_SECONDS: std::sync::LazyLock<prometheus::CounterVec> = std::sync::LazyLock::new(|| {
+    prometheus::CounterVec::new(
+        Opts::new(
+            "cdc_host_stage_seconds_total",
+            "seconds spent in each pipeline stage (threads and tasks summed)",
+        ),
+        &["stage"],
+    )
+    .expect("metric")
+});
+
+/// Counts `elapsed` as time spent in `stage`.
+pub fn stage_time(stage: Stage, elapsed: std::time::Duration) {
+    STAGE_SECONDS.with_label_values(&[stage.name()]).inc_by(elapsed.as_secs_f64());
+}
+
+/// Seconds spent so far in each stage, in [`Stage::ALL`] order.
+pub fn stage_seconds() -> [f64; 5] {
+    Stage::ALL.map(|s| STAGE_SECONDS.with_label_values(&[s.name()]).get())
+}
+
 /// The host's metrics.
 #[derive(Clone)]
 pub struct Metrics {
@@ -243,6 +297,7 @@ impl Metrics {
             reference: ReferenceMetrics::register(&registry, pipeline_id, table),
             registry,
         };
+        m.registry.register(Box::new(STAGE_SECONDS.clone())).expect("register");
         // Series that exist from the start (a dashboard shows 0 rather than no data).
         for stage in ["decode", "transform", "encode"] {
             m.dead_letters.with_label_values(&[stage]);

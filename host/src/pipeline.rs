@@ -19,7 +19,7 @@ use crate::change::{ChangeBatch, DeadLetter, Op, RawBatch};
 use crate::config::{Config, FilterConfig, TableMode};
 use crate::decode::{DecodeStats, Decoded, Decoder};
 use crate::error::{PipelineError, SinkError};
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics, Stage};
 use crate::progress;
 use crate::schema::{ColType, parse_transform, parse_type};
 use crate::sink::catalog::Catalog;
@@ -64,6 +64,9 @@ pub struct Summary {
     pub warning: Option<String>,
     pub seconds: f64,
     pub events_per_second: f64,
+    /// Seconds spent in each stage (decode, chain, encode, write, commit), threads and tasks summed:
+    /// stages run side by side, so they can add up to more than `seconds`.
+    pub stage_seconds: std::collections::BTreeMap<&'static str, f64>,
 }
 
 /// The default cache directory for compiled plugins.
@@ -315,6 +318,7 @@ pub async fn run<S: Source + 'static>(
     options: RunOptions,
 ) -> Result<Summary, PipelineError> {
     let started = Instant::now();
+    let stages_at_start = metrics::stage_seconds();
     let catalog = Arc::new(catalog::open(cfg).await?);
     let (table, dlq) = prepare_tables(cfg, &catalog, Some(&chain)).await?;
     let chain_id: Arc<str> = Arc::from(chain.identity());
@@ -386,6 +390,7 @@ pub async fn run<S: Source + 'static>(
                     let started = Instant::now();
                     let decoded = decoder.decode(&raw);
                     let busy = started.elapsed();
+                    metrics::stage_time(Stage::Decode, busy);
                     if decoded_tx.send(Step::Batch(Box::new(Decoding { swap, raw, decoded, busy }))).is_err()
                     {
                         break;
@@ -493,6 +498,7 @@ pub async fn run<S: Source + 'static>(
                         mirror,
                         busy: busy + started.elapsed(),
                     };
+                    metrics::stage_time(Stage::Chain, started.elapsed());
                     if tx.blocking_send(Msg::Work(Box::new(work))).is_err() {
                         break;
                     }
@@ -564,6 +570,7 @@ pub async fn run<S: Source + 'static>(
                 let Work { raw, batch, dead, chain_id, mirror, busy, .. } = *work;
                 let started = Instant::now();
                 let r = tables.accept(&raw, batch, dead, chain_id, mirror).await;
+                metrics::stage_time(Stage::Encode, started.elapsed());
                 let seconds = (busy + started.elapsed()).as_secs_f64();
                 metrics.reference.batch_duration_seconds.observe(seconds);
                 r
@@ -611,6 +618,12 @@ pub async fn run<S: Source + 'static>(
     let _ = reader.join();
     flushed?;
     summary.seconds = started.elapsed().as_secs_f64();
+    let stages_now = metrics::stage_seconds();
+    summary.stage_seconds = Stage::ALL
+        .iter()
+        .zip(stages_now.iter().zip(stages_at_start))
+        .map(|(s, (now, then))| (s.name(), ((now - then) * 1000.0).round() / 1000.0))
+        .collect();
     summary.events_per_second = summary.events as f64 / summary.seconds.max(1e-9);
     let considered = summary.records.saturating_sub(stats.already_committed);
     warn_if_needed(&mut summary, considered, &source_name);

@@ -185,13 +185,16 @@ async fn write_run(
     batches: &[&RecordBatch],
     run: Run,
 ) -> Result<Vec<DataFile>, IcebergError> {
+    let started = std::time::Instant::now();
     let mut writer = builder.builder.build(run.partition).await?;
     for chunk in run.rows.chunks(WRITE_CHUNK) {
         let rows = interleave_record_batch(batches, chunk)
             .map_err(|e| IcebergError::new(ErrorKind::Unexpected, e.to_string()))?;
         writer.write(rows).await?;
     }
-    writer.close().await
+    let files = writer.close().await;
+    crate::metrics::stage_time(crate::metrics::Stage::Write, started.elapsed());
+    files
 }
 
 /// Writes `runs` (rows of `batches`), spread over one task per core, one partition at a time per

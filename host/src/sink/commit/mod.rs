@@ -350,6 +350,18 @@ pub async fn commit<O: SnapshotOperation>(
     op: &O,
     meta: &CommitMeta,
 ) -> Result<Committed, SinkError> {
+    let started = std::time::Instant::now();
+    let result = commit_attempts(catalog, base, op, meta).await;
+    crate::metrics::stage_time(crate::metrics::Stage::Commit, started.elapsed());
+    result
+}
+
+async fn commit_attempts<O: SnapshotOperation>(
+    catalog: &Catalog,
+    base: Table,
+    op: &O,
+    meta: &CommitMeta,
+) -> Result<Committed, SinkError> {
     let ident = base.identifier().clone();
     let name = ident.to_string();
     let commit_id = uuid::Uuid::new_v4().to_string();

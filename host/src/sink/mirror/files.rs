@@ -117,6 +117,17 @@ pub async fn write_deletes(
     props: WriterProperties,
     deletes: &BTreeMap<Arc<str>, FileDeletes>,
 ) -> Result<Vec<DataFile>, SinkError> {
+    let started = std::time::Instant::now();
+    let written = write_delete_files(table, props, deletes).await;
+    crate::metrics::stage_time(crate::metrics::Stage::Write, started.elapsed());
+    written
+}
+
+async fn write_delete_files(
+    table: &Table,
+    props: WriterProperties,
+    deletes: &BTreeMap<Arc<str>, FileDeletes>,
+) -> Result<Vec<DataFile>, SinkError> {
     let err = write_err(table);
     let metadata = table.metadata();
     let schema = Arc::new(delete_schema().map_err(&err)?);
