@@ -45,6 +45,10 @@ fn schema_commands_change_the_table_and_refuse_what_iceberg_forbids() {
     let input = repo().join("examples/customers.ndjson");
     let first = run_shipped(dir.path(), &input, &wh);
     let before = read_table(&wh, TABLE);
+    let shown = table_cmd(dir.path(), &wh, &["show"]);
+    assert_eq!(shown["partition"], serde_json::json!(["month(registration_date)"]), "{shown}");
+    assert_eq!(shown["sort"], serde_json::json!(["customer_id"]), "{shown}");
+    assert_eq!(shown["columns"].as_array().unwrap().len(), schema(&before).len());
     let notes = values(&before, "notes");
 
     // Add, then widen.

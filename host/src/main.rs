@@ -63,6 +63,8 @@ enum Command {
 /// `cdc-host table ...`: one change to the configured table (`--table`, `--namespace`).
 #[derive(Subcommand, Clone)]
 enum TableCommand {
+    /// Print the table's columns, identifier fields, partition spec, sort order and properties.
+    Show,
     /// Add an optional column: `add-column NAME TYPE` (types as in the config: long, string,
     /// decimal(12,2), timestamptz, ...).
     AddColumn {
@@ -94,11 +96,13 @@ enum TableCommand {
 }
 
 impl TableCommand {
-    fn change(self) -> Result<cdc_host::sink::schema_change::SchemaChange> {
+    /// The change to make (`None`: only show the table).
+    fn change(self) -> Result<Option<cdc_host::sink::schema_change::SchemaChange>> {
         use cdc_host::schema::parse_type;
         use cdc_host::sink::schema_change::SchemaChange;
         let ty = |t: &str| parse_type(t).map_err(|e| anyhow::anyhow!(e));
-        Ok(match self {
+        Ok(Some(match self {
+            TableCommand::Show => return Ok(None),
             TableCommand::AddColumn { name, ty: t, doc } => {
                 SchemaChange::AddColumn { ty: ty(&t)?, name, doc }
             }
@@ -108,7 +112,7 @@ impl TableCommand {
             TableCommand::SetProperty { key, value, remove } => {
                 SchemaChange::SetProperty { key, value: if remove { None } else { value } }
             }
-        })
+        }))
     }
 }
 
@@ -271,7 +275,7 @@ async fn main() -> Result<()> {
         Some(Command::Run(args)) => run(&cli.common, &args).await,
         Some(Command::Table(command)) => {
             let cfg = config(&cli.common, &cli.run)?;
-            let table = pipeline::change_table(&cfg, &command.change()?).await?;
+            let table = pipeline::change_table(&cfg, command.change()?.as_ref()).await?;
             println!("{table}");
             Ok(())
         }

@@ -709,11 +709,11 @@ pub async fn maintain(cfg: &Config) -> Result<Vec<crate::sink::maintain::Mainten
     Ok(reports)
 }
 
-/// Applies a schema or property change to the configured table; returns the table's columns
-/// (name and type, in order) and properties afterwards.
+/// Applies a schema or property change to the configured table (none: only describes it); returns
+/// the table's columns (name and type, in order), partition spec, sort order and properties afterwards.
 pub async fn change_table(
     cfg: &Config,
-    change: &crate::sink::schema_change::SchemaChange,
+    change: Option<&crate::sink::schema_change::SchemaChange>,
 ) -> Result<serde_json::Value, PipelineError> {
     let catalog = catalog::open(cfg).await?;
     let ident = table::ident(&cfg.table.namespace, &cfg.table.name)?;
@@ -723,9 +723,21 @@ pub async fn change_table(
             message: "the table does not exist: run the host (or `cdc-host create-table`) first".into(),
         }));
     }
-    let t = catalog.load(&ident).await?;
-    let t = crate::sink::schema_change::apply(&catalog, t, change).await?;
+    let mut t = catalog.load(&ident).await?;
+    if let Some(change) = change {
+        t = crate::sink::schema_change::apply(&catalog, t, change).await?;
+    }
     let metadata = t.metadata();
+    let schema = metadata.current_schema();
+    let name_of = |id: i32| schema.name_by_field_id(id).unwrap_or("?").to_string();
+    let partition: Vec<String> = metadata
+        .default_partition_spec()
+        .fields()
+        .iter()
+        .map(|f| format!("{}({})", f.transform, name_of(f.source_id)))
+        .collect();
+    let sort: Vec<String> =
+        metadata.default_sort_order().fields.iter().map(|f| name_of(f.source_id)).collect();
     let columns: Vec<serde_json::Value> = metadata
         .current_schema()
         .as_struct()
@@ -737,6 +749,10 @@ pub async fn change_table(
         "table": ident.to_string(),
         "schema_id": metadata.current_schema_id(),
         "columns": columns,
+        "identifier_fields": table::identifier_fields(&t),
+        "partition": partition,
+        "sort": sort,
+        "snapshot_id": metadata.current_snapshot_id(),
         "properties": metadata.properties(),
     }))
 }
