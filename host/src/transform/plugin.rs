@@ -500,6 +500,9 @@ fn instantiate(
     let bindings = Transform::new(&mut store, &instance)
         .map_err(|e| PluginError::WrongWorld { path: path.clone(), message: format!("{e:#}") })?;
     let guest = bindings.cdc_transform_transformer();
+    // Each call gets the whole deadline: instantiating a large component (an interpreter's memory
+    // image) on a loaded machine must not eat into `describe`'s.
+    store.set_epoch_deadline(ticks);
     let desc = guest.call_describe(&mut store).map_err(|e| PluginError::Description {
         plugin: name.to_string(),
         message: describe_trap(&e, limits, store.data().limiter.memory_denied),
