@@ -5,19 +5,9 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 
-use common::{comparable_rows, plugins_dir, read_table, repo, run_configured};
+use common::{comparable_rows, generate_stream, read_table, repo, run_configured_ok};
 use serde_json::Value;
-
-/// A realistic stream: creates, updates of earlier keys (out of key order), deletes; ~340 months.
-fn generate(out: &Path, records: usize) {
-    let status = Command::new(repo().join("scripts/generate-stream"))
-        .args(["--records", &records.to_string(), "--out", out.to_str().unwrap(), "--seed", "3"])
-        .status()
-        .expect("run scripts/generate-stream");
-    assert!(status.success());
-}
 
 /// The shipped config with `write_buffer_bytes` set.
 fn config(dir: &Path, buffer_bytes: usize) -> std::path::PathBuf {
@@ -28,20 +18,17 @@ fn config(dir: &Path, buffer_bytes: usize) -> std::path::PathBuf {
     p
 }
 
-fn run(dir: &Path, config: &Path, input: &Path, warehouse: &Path) -> Value {
-    let out = run_configured(dir, config, &plugins_dir(), input, warehouse, 8192);
-    assert!(out.status.success(), "cdc-host failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("summary")
-}
-
 #[test]
 fn every_file_holds_one_partition_sorted_whatever_the_write_buffer() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("stream.ndjson");
-    generate(&input, 20_000);
+    // A realistic stream: creates, updates of earlier keys (out of key order), deletes; ~340 months.
+    generate_stream(&input, 20_000, &["--seed", "3"]);
     // 1 MiB: the buffer fills many times per commit; the default holds the whole input.
-    let small = run(dir.path(), &config(dir.path(), 1 << 20), &input, &dir.path().join("small"));
-    let large = run(dir.path(), &config(dir.path(), 96 << 20), &input, &dir.path().join("large"));
+    let small =
+        run_configured_ok(dir.path(), &config(dir.path(), 1 << 20), &input, &dir.path().join("small"), 8192);
+    let large =
+        run_configured_ok(dir.path(), &config(dir.path(), 96 << 20), &input, &dir.path().join("large"), 8192);
     assert_eq!(small["rows_committed"], large["rows_committed"]);
 
     let table = "analytics.customers_analytics";

@@ -331,11 +331,7 @@ print(json.dumps(t.current_snapshot().summary.additional_properties.get(sys.argv
 fn commits_overlapping_later_changes_leave_the_table_one_commit_leaves() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("stream.ndjson");
-    let status = std::process::Command::new(repo().join("scripts/generate-stream"))
-        .args(["--records", "10000", "--months", "24", "--out", input.to_str().unwrap(), "--seed", "5"])
-        .status()
-        .expect("run scripts/generate-stream");
-    assert!(status.success());
+    generate_stream(&input, 10_000, &["--months", "24", "--seed", "5"]);
     let (once, often) = (dir.path().join("once"), dir.path().join("often"));
     let one = mirror_run(dir.path(), &input, &once, &["--commit-rows", "1000000"]);
     assert_eq!(one["commits"], 1);

@@ -69,19 +69,7 @@ fn schema_commands_change_the_table_and_refuse_what_iceberg_forbids() {
     assert!(err.contains("exists already"), "{err}");
 
     // The host keeps writing the changed table.
-    let again = host_ok(
-        dir.path(),
-        &[
-            "--plugins",
-            plugins_dir().to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--source-id",
-            "second-load",
-            "--warehouse",
-            wh.to_str().unwrap(),
-        ],
-    );
+    let again = run_shipped_with(dir.path(), &input, &wh, &["--source-id", "second-load"]);
     assert_eq!(again["rows_committed"], first["rows_committed"]);
     assert_eq!(rows(&read_table(&wh, TABLE)).len(), 2 * rows(&before).len());
 
@@ -180,13 +168,6 @@ fn widening_config(dir: &Path, evolve: bool) -> std::path::PathBuf {
     p
 }
 
-/// Runs `input` (two records per batch) with [`widening_config`]; returns the summary.
-fn run_widening(dir: &Path, evolve: bool, input: &Path, wh: &Path) -> Value {
-    let out = run_configured(dir, &widening_config(dir, evolve), &plugins_dir(), input, wh, 2);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn a_source_column_that_widens_widens_the_table() {
     let dir = tempfile::tempdir().unwrap();
@@ -200,7 +181,7 @@ fn a_source_column_that_widens_widens_the_table() {
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
 
     let wh = dir.path().join("wh");
-    let summary = run_widening(dir.path(), true, &input, &wh);
+    let summary = run_configured_ok(dir.path(), &widening_config(dir.path(), true), &input, &wh, 2);
     assert_eq!(summary["dead_letters"], 0, "{summary}");
     let t = read_table(&wh, TABLE);
     assert_eq!(type_of(&t, "loyalty_points").as_deref(), Some("long"));
@@ -219,7 +200,7 @@ fn a_source_column_that_widens_widens_the_table() {
     // Without schema evolution the table keeps its types and the records that do not fit are dead
     // letters, as before.
     let wh = dir.path().join("fixed");
-    let summary = run_widening(dir.path(), false, &input, &wh);
+    let summary = run_configured_ok(dir.path(), &widening_config(dir.path(), false), &input, &wh, 2);
     assert_eq!(summary["dead_letters"], 2, "{summary}");
     let t = read_table(&wh, TABLE);
     assert_eq!(type_of(&t, "loyalty_points").as_deref(), Some("int"));

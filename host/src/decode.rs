@@ -522,7 +522,6 @@ struct Ctx<'c> {
 }
 
 /// One JSON scalar, borrowed from the record where possible.
-#[derive(Clone)]
 enum Json<'a> {
     Null,
     Bool(bool),
@@ -619,11 +618,9 @@ impl Builder {
         let values = self.finish();
         let cast = arrow_cast::cast(&values, &ty.arrow_type()).expect("a widening cast");
         let mut wide = Builder::new(ty, values.len().max(1));
-        match (&mut wide, cast.data_type()) {
-            (Builder::Int64(b), _) => b.extend(cast.as_primitive::<arrow_array::types::Int64Type>().iter()),
-            (Builder::Decimal(b), _) => {
-                b.extend(cast.as_primitive::<arrow_array::types::Decimal128Type>().iter())
-            }
+        match &mut wide {
+            Builder::Int64(b) => b.extend(cast.as_primitive::<arrow_array::types::Int64Type>().iter()),
+            Builder::Decimal(b) => b.extend(cast.as_primitive::<arrow_array::types::Decimal128Type>().iter()),
             _ => unreachable!("only int and decimal columns widen"),
         }
         wide
@@ -648,14 +645,14 @@ impl Builder {
     fn append(
         &mut self,
         ty: ColType,
-        v: Json<'_>,
+        v: &Json<'_>,
         hint: Option<FieldHint>,
         decimal: DecimalHandling,
     ) -> Result<(), String> {
         let encoding = hint.map(|h| h.encoding);
         match (self, v) {
             (b, Json::Null) => b.append_null(),
-            (Builder::Boolean(b), Json::Bool(x)) => b.append_value(x),
+            (Builder::Boolean(b), Json::Bool(x)) => b.append_value(*x),
             (Builder::Boolean(b), Json::Str(s)) => {
                 b.append_value(s.parse::<bool>().map_err(|_| format!("`{s}` is not a boolean"))?)
             }
@@ -678,16 +675,16 @@ impl Builder {
             (Builder::Float64(b), Json::Str(s)) => {
                 b.append_value(s.parse::<f64>().map_err(|_| format!("`{s}` is not a number"))?)
             }
-            (Builder::Text(b), Json::Str(s)) => b.append_value(&*s),
+            (Builder::Text(b), Json::Str(s)) => b.append_value(&**s),
             (Builder::Text(b), Json::Num(n)) => match encoding {
                 Some(e) if e.is_temporal() => b.append_value(temporal_text(n, e)?),
                 _ => b.append_value(n),
             },
             (Builder::Text(b), Json::Nested(n)) => b.append_value(n),
-            (Builder::Text(b), Json::Bool(x)) => b.append_value(if x { "true" } else { "false" }),
+            (Builder::Text(b), Json::Bool(x)) => b.append_value(if *x { "true" } else { "false" }),
             (Builder::Bytes(b), Json::Str(s)) => b.append_value(
                 base64::engine::general_purpose::STANDARD
-                    .decode(&*s)
+                    .decode(s.as_bytes())
                     .map_err(|e| format!("`{s}` is not base64: {e}"))?,
             ),
             (Builder::Decimal(b), v) => {
@@ -709,12 +706,12 @@ impl Builder {
                 };
                 b.append_value(i32::try_from(days).map_err(|_| format!("{n} is not a day number"))?)
             }
-            (Builder::Date(b), Json::Str(s)) => b.append_value(parse_date(&s)?),
+            (Builder::Date(b), Json::Str(s)) => b.append_value(parse_date(s)?),
             (Builder::Timestamp(b), Json::Num(n)) => {
                 let x: i64 = n.parse().map_err(|_| format!("{n} is not an integer timestamp"))?;
                 b.append_value(epoch_micros(x, encoding)?)
             }
-            (Builder::Timestamp(b), Json::Str(s)) => b.append_value(parse_timestamp_micros(&s)?),
+            (Builder::Timestamp(b), Json::Str(s)) => b.append_value(parse_timestamp_micros(s)?),
             (_, other) => {
                 let what = match other {
                     Json::Null => "null",
@@ -731,7 +728,7 @@ impl Builder {
 }
 
 fn decimal_value(
-    v: Json<'_>,
+    v: &Json<'_>,
     precision: u8,
     scale: u8,
     hint: Option<FieldHint>,
@@ -743,12 +740,12 @@ fn decimal_value(
             let wire = match hint.map(|h| h.encoding) {
                 Some(Encoding::Base64Decimal) => DecimalWire::Base64,
                 Some(_) => DecimalWire::Text,
-                None => schemaless_decimal_wire(&s, handling),
+                None => schemaless_decimal_wire(s, handling),
             };
             match wire {
                 DecimalWire::Base64 => {
                     let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(&*s)
+                        .decode(s.as_bytes())
                         .map_err(|e| format!("`{s}` is not a base64 decimal: {e}"))?;
                     if bytes.is_empty() || bytes.len() > 16 {
                         return Err(format!("`{s}` decodes to {} bytes, not a decimal", bytes.len()));
@@ -759,7 +756,7 @@ fn decimal_value(
                     }
                     (x, hint.map_or(scale, |h| h.scale))
                 }
-                DecimalWire::Text => parse_decimal_text(&s).map_err(|e| {
+                DecimalWire::Text => parse_decimal_text(s).map_err(|e| {
                     if hint.is_none() {
                         format!("{e}, nor a base64 decimal (Debezium's decimal.handling.mode `precise` or `string`)")
                     } else {
@@ -788,7 +785,7 @@ fn wider_type(
     match (ty, v) {
         (ColType::Int32, Json::Num(n)) => n.parse::<i64>().ok().map(|_| ColType::Int64),
         (ColType::Decimal { precision, scale }, _) => {
-            let value = decimal_value(v.clone(), MAX_DECIMAL_PRECISION, scale, hint, handling).ok()?;
+            let value = decimal_value(v, MAX_DECIMAL_PRECISION, scale, hint, handling).ok()?;
             let digits = value.unsigned_abs().checked_ilog10().map_or(1, |d| d as u8 + 1);
             (digits > precision).then_some(ColType::Decimal { precision: digits.max(scale), scale })
         }
@@ -1129,7 +1126,7 @@ impl BatchBuilder {
         for _ in len..row {
             col.b.append_null();
         }
-        let err = match col.b.append(col.ty, v.clone(), hint, ctx.decimal) {
+        let err = match col.b.append(col.ty, &v, hint, ctx.decimal) {
             Ok(()) => return Ok(()),
             Err(e) => format!("column `{name}`: {e}"),
         };
@@ -1138,7 +1135,7 @@ impl BatchBuilder {
             Some(ty) => {
                 col.b = col.b.widened(ty);
                 col.ty = ty;
-                col.b.append(ty, v, hint, ctx.decimal).map_err(|e| format!("column `{name}`: {e}"))
+                col.b.append(ty, &v, hint, ctx.decimal).map_err(|e| format!("column `{name}`: {e}"))
             }
             None => Err(err),
         }

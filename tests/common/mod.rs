@@ -132,6 +132,30 @@ pub fn run_shipped_with(dir: &Path, input: &Path, warehouse: &Path, extra: &[&st
     host_ok(dir, &args)
 }
 
+/// Writes a realistic Debezium stream of `records` lines to `out` with `scripts/generate-stream`
+/// (creates, updates of earlier keys, deletes with tombstones; `extra` flags such as `--seed`).
+pub fn generate_stream(out: &Path, records: usize, extra: &[&str]) {
+    let status = Command::new(repo().join("scripts/generate-stream"))
+        .args(["--records", &records.to_string(), "--out", out.to_str().unwrap()])
+        .args(extra)
+        .status()
+        .expect("run scripts/generate-stream");
+    assert!(status.success(), "scripts/generate-stream failed");
+}
+
+/// [`run_configured`], asserting success; returns the summary.
+pub fn run_configured_ok(
+    dir: &Path,
+    config: &Path,
+    input: &Path,
+    warehouse: &Path,
+    batch_size: usize,
+) -> Value {
+    let out = run_configured(dir, config, &plugins_dir(), input, warehouse, batch_size);
+    assert!(out.status.success(), "cdc-host failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("summary")
+}
+
 /// Runs `cdc-host` with a config file and plugins directory over `input` into `warehouse`.
 pub fn run_configured(
     dir: &Path,
