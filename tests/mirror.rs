@@ -307,6 +307,72 @@ fn partition_moves_toast_rejections_and_recreated_keys() {
     }
 }
 
+/// A key the chain leaves out (a rule rejects it) and an update brings back while its large notes
+/// stay unchanged in the source (Debezium sends the TOAST placeholder): the row comes back with the
+/// notes the source holds, within one run and when a restart falls between the two; the same for a
+/// left-out key whose primary key changes, and for a primary-key change split by a restart.
+#[test]
+fn a_left_out_key_comes_back_with_its_toasted_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let jan23 = 19372;
+    let big = |c: &str| c.repeat(3000);
+    let placeholder = "__debezium_unavailable_value";
+    let mut out = String::new();
+    // Key 7 is in the table, then rejected twice (no email), its notes untouched each time.
+    out += &record("c", 7, Value::Null, customer_row(7, Some("a@x"), jan23, &big("s")));
+    out += &record("u", 7, Value::Null, customer_row(7, None, jan23, placeholder));
+    out += &record("u", 7, Value::Null, customer_row(7, None, jan23 + 40, placeholder));
+    // Key 8 is rejected from its first event on.
+    out += &record("c", 8, Value::Null, customer_row(8, None, jan23, &big("e")));
+    // Key 9 is left out, then deleted: nothing is held for it any more.
+    out += &record("c", 9, Value::Null, customer_row(9, None, jan23, &big("n")));
+    out += &record("d", 9, serde_json::json!({"customer_id": 9}), Value::Null);
+    // Key 10 is left out, then its primary key changes to 11 (a delete and a create at one LSN).
+    out += &record("c", 10, Value::Null, customer_row(10, None, jan23, &big("k")));
+    out += &record_at("d", 10, serde_json::json!({"customer_id": 10}), Value::Null, 88.into());
+    out += &record_at("c", 11, Value::Null, customer_row(11, None, jan23, placeholder), 88.into());
+    // Key 12's primary key changes to 13 where the restart falls: between the delete and the create.
+    out += &record("c", 12, Value::Null, customer_row(12, Some("e@x"), jan23, &big("p")));
+    out += &record_at("d", 12, serde_json::json!({"customer_id": 12}), Value::Null, 99.into());
+    let mut back = String::new();
+    back += &record_at("c", 13, Value::Null, customer_row(13, Some("e@x"), jan23, placeholder), 99.into());
+    back += &record("u", 7, Value::Null, customer_row(7, Some("b@x"), jan23, placeholder));
+    back += &record("u", 8, Value::Null, customer_row(8, Some("c@x"), jan23, placeholder));
+    back += &record("u", 11, Value::Null, customer_row(11, Some("d@x"), jan23, placeholder));
+    let (first, second) = (dir.path().join("out.ndjson"), dir.path().join("back.ndjson"));
+    std::fs::write(&first, &out).unwrap();
+    std::fs::write(&second, &back).unwrap();
+    let whole = dir.path().join("whole.ndjson");
+    std::fs::write(&whole, out + &back).unwrap();
+
+    let check = |wh: &Path, how: &str| {
+        let got = mirror_rows(wh);
+        assert_eq!(got.keys().copied().collect::<Vec<_>>(), vec![7, 8, 11, 13], "{how}");
+        assert_eq!(got[&13]["notes"], big("p").as_str(), "{how}: key 13 keeps the notes of key 12");
+        assert_eq!(got[&11]["notes"], big("k").as_str(), "{how}: key 11 keeps the notes of key 10");
+        assert_eq!(got[&7]["notes"], big("s").as_str(), "{how}: key 7 keeps the notes it had");
+        assert_eq!(got[&7]["email"], "b@x", "{how}");
+        assert_eq!(
+            got[&8]["notes"],
+            big("e").as_str(),
+            "{how}: key 8 keeps the notes of its rejected insert"
+        );
+        // Nothing is held once both keys are back.
+        assert_eq!(last_summary(wh, "cdc-host.mirror.held-values"), "", "{how}");
+    };
+    for (name, flags) in [("one", &[][..]), ("each", &["--batch-size", "1", "--commit-rows", "1"][..])] {
+        let wh = dir.path().join(name);
+        mirror_run(dir.path(), &whole, &wh, flags);
+        check(&wh, name);
+    }
+    let wh = dir.path().join("restarted");
+    mirror_run(dir.path(), &first, &wh, &[]);
+    let held = last_summary(&wh, "cdc-host.mirror.held-values");
+    assert!(held.as_str().is_some_and(|p| p.contains("held-values")), "keys 7 and 8 are held: {held}");
+    mirror_run(dir.path(), &second, &wh, &[]);
+    check(&wh, "across a restart");
+}
+
 /// The current snapshot's summary value `key` (pyiceberg).
 fn last_summary(warehouse: &Path, key: &str) -> Value {
     let script = r#"

@@ -79,6 +79,10 @@ pub struct Metrics {
     pub messages: IntCounter,
     pub truncates: IntCounter,
     pub toast_placeholders: IntCounter,
+    /// Mirror rows whose TOAST placeholder had no value to take (landed as null).
+    pub toast_unresolved: IntCounter,
+    /// Keys a mirror holds large values for while the chain leaves them out.
+    pub held_keys: IntGauge,
     pub commits: IntCounter,
     pub data_files: IntCounter,
     /// By plugin.
@@ -257,6 +261,11 @@ impl Metrics {
             registry.register(Box::new(c.clone())).expect("register");
             c
         };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(format!("cdc_host_{name}"), help).expect("metric");
+            registry.register(Box::new(g.clone())).expect("register");
+            g
+        };
         let pending_rows =
             IntGauge::new("cdc_host_pending_rows", "rows written but not yet committed").expect("metric");
         registry.register(Box::new(pending_rows.clone())).expect("register");
@@ -283,8 +292,13 @@ impl Metrics {
             truncates: counter("truncates_total", "truncate events seen"),
             toast_placeholders: counter(
                 "toast_placeholders_total",
-                "unavailable TOAST values written as null",
+                "Debezium TOAST placeholders met (an append table stores null, a mirror keeps the value)",
             ),
+            toast_unresolved: counter(
+                "toast_unresolved_total",
+                "mirror rows whose unchanged large value was not known and landed as null",
+            ),
+            held_keys: gauge("mirror_held_keys", "left-out keys whose large values a mirror keeps"),
             commits: counter("commits_total", "Iceberg commits to the main table"),
             data_files: counter("data_files_total", "data files committed"),
             plugin_failures: vec("plugin_failures_total", "batches a plugin failed on", "plugin"),

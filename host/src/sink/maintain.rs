@@ -399,7 +399,7 @@ async fn expire(
 }
 
 /// Every file the table's metadata references: metadata files, manifest lists, manifests, live data
-/// and delete files, statistics.
+/// and delete files, statistics, a mirror's held values.
 async fn reachable_files(table: &Table) -> Result<HashSet<String>, SinkError> {
     let metadata = table.metadata();
     let mut out = HashSet::new();
@@ -410,6 +410,11 @@ async fn reachable_files(table: &Table) -> Result<HashSet<String>, SinkError> {
     let mut seen_manifests = HashSet::new();
     for s in metadata.snapshots() {
         out.insert(s.manifest_list().to_string());
+        if let Some(held) = s.summary().additional_properties.get(commit::HELD_VALUES)
+            && !held.is_empty()
+        {
+            out.insert(held.clone());
+        }
         for m in manifests_of(table, s).await? {
             if !seen_manifests.insert(m.manifest_path.clone()) {
                 continue;

@@ -316,6 +316,11 @@ impl Launch {
         &self.base
     }
 
+    /// Adds a summary property to the snapshot.
+    pub fn set_property(&mut self, key: &str, value: String) {
+        self.meta.properties.insert(key.to_string(), value);
+    }
+
     /// Commits `op` (whose files are written). A failure that certainly did not land deletes the
     /// op's files.
     pub async fn commit<O: FilesOp>(self, op: O) -> Landing {

@@ -273,7 +273,31 @@ impl Tables {
         let rows = if batch.is_empty() { None } else { self.encode(&batch, dead).await? };
         let table = self.main.table().clone();
         let mirror = self.mirror.as_mut().expect("opened");
-        mirror.apply(&table, &events.events, &events.truncates, &batch.origins, rows, &batch.toast).await?;
+        let unresolved = mirror.unresolved_toast();
+        mirror
+            .apply(
+                &table,
+                &events.events,
+                &events.truncates,
+                &batch.origins,
+                rows,
+                &batch.toast,
+                &events.values,
+            )
+            .await?;
+        let new = mirror.unresolved_toast() - unresolved;
+        if new > 0 {
+            if unresolved == 0 {
+                tracing::warn!(
+                    table = %self.main.name(),
+                    "an update carried Debezium's placeholder for an unchanged large (TOASTed) value that this \
+                     mirror never saw; it lands as null. Set REPLICA IDENTITY FULL on the source table so \
+                     every update carries all values (counted in cdc_host_toast_unresolved_total)"
+                );
+            }
+            self.metrics.toast_unresolved.inc_by(new);
+        }
+        self.metrics.held_keys.set(mirror.held_keys() as i64);
         Ok(())
     }
 

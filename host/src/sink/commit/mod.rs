@@ -48,6 +48,10 @@ pub const CHAIN: &str = "cdc-host.chain";
 /// Prefix of the snapshot summary keys holding each pipeline's positions.
 pub const POSITIONS_PREFIX: &str = "cdc-host.positions.";
 
+/// Snapshot summary key naming the file of large values a mirror keeps for keys its chain left out
+/// (see `sink::mirror::held`); carried forward like the positions.
+pub const HELD_VALUES: &str = "cdc-host.mirror.held-values";
+
 /// Stream → next offset to read.
 pub type Positions = BTreeMap<String, i64>;
 
@@ -80,15 +84,21 @@ pub fn committed_positions(table: &Table, pipeline_id: &str) -> Positions {
         .unwrap_or_default()
 }
 
-/// Every pipeline's positions as the table holds them (summary key → JSON), carried forward into
-/// each new snapshot.
+/// The value of summary key `key` in the newest snapshot of `main` the host wrote (one carrying
+/// positions).
+pub fn carried_value<'a>(table: &'a Table, key: &str) -> Option<&'a str> {
+    positions_snapshot(table).and_then(|s| s.summary().additional_properties.get(key)).map(String::as_str)
+}
+
+/// Every pipeline's positions as the table holds them (summary key → JSON), and the mirror's held
+/// values, carried forward into each new snapshot.
 fn inherited_positions(table: &Table) -> HashMap<String, String> {
     positions_snapshot(table)
         .map(|s| {
             s.summary()
                 .additional_properties
                 .iter()
-                .filter(|(k, _)| k.starts_with(POSITIONS_PREFIX))
+                .filter(|(k, _)| k.starts_with(POSITIONS_PREFIX) || *k == HELD_VALUES)
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         })

@@ -192,13 +192,7 @@ async fn write_delete_files(
 /// Reads the columns `names` of a committed Parquet file (those it has), whole.
 pub async fn read_columns(table: &Table, path: &str, names: &[&str]) -> Result<RecordBatch, SinkError> {
     let err = |e: String| shape(table, format!("reading {path}: {e}"));
-    let bytes = table
-        .file_io()
-        .new_input(path)
-        .map_err(|e| err(e.to_string()))?
-        .read()
-        .await
-        .map_err(|e| err(e.to_string()))?;
+    let bytes = read_bytes(table, path).await.map_err(err)?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| err(e.to_string()))?;
     let roots: Vec<usize> = builder
         .schema()
@@ -214,6 +208,12 @@ pub async fn read_columns(table: &Table, path: &str, names: &[&str]) -> Result<R
     let schema = reader.schema();
     let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().map_err(|e| err(e.to_string()))?;
     arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| err(e.to_string()))
+}
+
+/// The whole file at `path`, through the table's file IO.
+pub async fn read_bytes(table: &Table, path: &str) -> Result<bytes::Bytes, String> {
+    let input = table.file_io().new_input(path).map_err(|e| e.to_string())?;
+    input.read().await.map_err(|e| e.to_string())
 }
 
 /// The (path, position) rows of a position-delete file.

@@ -12,10 +12,12 @@
 //!   next commit once the flight lands.
 
 mod files;
+pub mod held;
 pub mod index;
 mod sink;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, StringArray};
 use arrow_cast::cast;
@@ -41,6 +43,8 @@ pub struct KeyedEvent {
     pub key: Key,
     /// The source LSN: a primary-key change is a delete and a create at one LSN.
     pub lsn: Option<i64>,
+    /// The event's row in [`MirrorEvents::values`].
+    pub row: u32,
 }
 
 /// The keyed events of one batch in source order, and where truncates happened.
@@ -50,6 +54,9 @@ pub struct MirrorEvents {
     pub events: Vec<KeyedEvent>,
     /// Origins of truncate events.
     pub truncates: Vec<u32>,
+    /// The text and binary columns of the events' `after` images as the source sent them (one row
+    /// per event): a row the chain leaves out keeps its large values from here.
+    pub values: Vec<(Arc<str>, ArrayRef)>,
 }
 
 /// Text form of `array`'s values after casting to `ty` (the table's type), the form keys compare in.
@@ -93,8 +100,12 @@ pub fn key_events(
     dead: &mut Vec<DeadLetter>,
 ) -> MirrorEvents {
     let n = batch.len();
-    let mut out =
-        MirrorEvents { key_columns: key_columns.to_vec(), events: Vec::with_capacity(n), truncates };
+    let mut out = MirrorEvents {
+        key_columns: key_columns.to_vec(),
+        events: Vec::with_capacity(n),
+        truncates,
+        values: Vec::new(),
+    };
     let reject = |reason: String, dead: &mut Vec<DeadLetter>, origin: u32| {
         dead.push(DeadLetter { origin, stage: "decode", plugin: None, reason });
     };
@@ -164,19 +175,25 @@ pub fn key_events(
                 delete,
                 key: key.into_boxed_slice(),
                 lsn: batch.sources[i].lsn,
+                row: out.events.len() as u32,
             }),
         }
     }
     if keep.iter().any(|k| !k) {
         let _ = batch.retain(&keep);
     }
+    out.values = batch
+        .after
+        .0
+        .iter()
+        .filter(|c| held::can_hold(c.array.data_type()))
+        .map(|c| (Arc::from(c.name.as_str()), c.array.clone()))
+        .collect();
     out
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use arrow_array::Int64Array;
 
     use super::*;

@@ -12,6 +12,7 @@ use iceberg::spec::{DataContentType, ManifestContentType, Struct};
 use iceberg::table::Table;
 
 use super::files::{self, FileDeletes};
+use super::held::{self, Held, HeldValues, RowValues};
 use super::index::{KeyIndex, Location};
 use super::{Key, KeyedEvent, encode_keys, key_strings};
 use crate::error::SinkError;
@@ -57,6 +58,16 @@ pub struct MirrorSink {
     last_delete: Option<(i64, Location)>,
     /// The same for a deleted row that was pending at a commit (never written): its values.
     carried_row: Option<(i64, RecordBatch)>,
+    /// The same for a deleted key the chain had left out: the large values held for it.
+    carried_held: Option<(i64, RowValues)>,
+    /// The LSN of the last event applied, when it is a delete: a commit that ends there keeps the
+    /// deleted key's large values with the table, for the create of a primary-key change that the
+    /// next commit (perhaps of a restarted host) takes.
+    tail_delete: Option<i64>,
+    /// Large values of keys the chain left out (restored from the snapshot's file on open).
+    held: HeldValues,
+    /// TOAST placeholders that found no value (landed as null), since the mirror opened.
+    unresolved_toast: u64,
 }
 
 fn shape(table: &Table, message: String) -> SinkError {
@@ -82,7 +93,26 @@ impl MirrorSink {
             snapshot: table.metadata().current_snapshot_id(),
             last_delete: None,
             carried_row: None,
+            carried_held: None,
+            tail_delete: None,
+            held: HeldValues::default(),
+            unresolved_toast: 0,
         };
+        if let Some(path) = crate::sink::commit::carried_value(table, held::HELD_VALUES)
+            && !path.is_empty()
+        {
+            match HeldValues::read(table, path).await {
+                Ok(mut h) => {
+                    m.carried_held = h.take_carry();
+                    m.held = h;
+                }
+                // The file is gone (e.g. another engine's orphan cleanup): updates that bring those
+                // keys back carry nulls for their unchanged large values, and are counted.
+                Err(e) => {
+                    tracing::warn!(table = %table.identifier(), error = %e, "held TOAST values are lost")
+                }
+            }
+        }
         let Some(current) = table.metadata().current_snapshot() else { return Ok(m) };
         let ctx = |what: &str, e: iceberg::Error| SinkError::Catalog {
             context: format!("{what} of {}", table.identifier()),
@@ -180,6 +210,16 @@ impl MirrorSink {
         self.index.len()
     }
 
+    /// Left-out keys whose large values the mirror keeps.
+    pub fn held_keys(&self) -> usize {
+        self.held.len()
+    }
+
+    /// TOAST placeholders that found no value to take (landed as null) since the mirror opened.
+    pub fn unresolved_toast(&self) -> u64 {
+        self.unresolved_toast
+    }
+
     fn file_id(&mut self, path: Arc<str>, spec_id: i32, partition: Struct) -> u32 {
         if let Some(&id) = self.file_ids.get(&path) {
             return id;
@@ -220,11 +260,14 @@ impl MirrorSink {
             self.kill(l);
         }
         self.index.clear();
+        self.held.clear();
     }
 
     /// Applies one batch in source order. `events` are every keyed event of the batch (before the
     /// chain); `rows` are the rows the chain kept (in the table's schema, unsorted), the event of
-    /// row `i` being `origins[i]`; `toast` names the columns that carried the TOAST placeholder.
+    /// row `i` being `origins[i]`; `toast` names the columns that carried the TOAST placeholder;
+    /// `values` are the events' text and binary source values (row [`KeyedEvent::row`]).
+    #[allow(clippy::too_many_arguments)] // one batch's parts, as the pipeline hands them over
     pub async fn apply(
         &mut self,
         table: &Table,
@@ -233,6 +276,7 @@ impl MirrorSink {
         origins: &[u32],
         rows: Option<RecordBatch>,
         toast: &[(u32, Arc<str>)],
+        values: &[(Arc<str>, ArrayRef)],
     ) -> Result<(), SinkError> {
         let b = self.base + self.batches.len() as u32;
         let row_of: HashMap<u32, u32> = match &rows {
@@ -256,9 +300,42 @@ impl MirrorSink {
                 truncates.next();
                 self.truncate();
             }
+            self.tail_delete = ev.lsn.filter(|_| ev.delete);
+            // A new key created at the LSN of a delete is a primary-key change: its TOASTed values
+            // are the deleted key's (its row's, or the values held for it).
+            let carried = match (self.last_delete, ev.lsn) {
+                (Some((lsn, loc)), Some(l)) if lsn == l => Some(loc),
+                _ => None,
+            };
+            let carried_held = match (&self.carried_held, ev.lsn) {
+                (Some((lsn, v)), Some(l)) if *lsn == l => v.clone(),
+                _ => Vec::new(),
+            };
             let row = if ev.delete { None } else { row_of.get(&ev.origin).copied() };
             let Some(row) = row else {
-                // A delete, or a row the chain dropped or rejected: the key has no row.
+                // A delete, or a row the chain dropped or rejected: the key has no row. A left-out
+                // row keeps its large values, for an update that brings the key back.
+                if ev.delete {
+                    if let (Some(gone), Some(lsn)) = (self.held.take(&ev.key), ev.lsn) {
+                        self.carried_held = Some((lsn, gone));
+                    }
+                } else {
+                    let cols = toast_of.get(&ev.origin).map_or(&[][..], Vec::as_slice);
+                    let from = self.index.get(&ev.key).or(carried);
+                    let kept = self
+                        .left_out_values(
+                            table,
+                            ev,
+                            cols,
+                            values,
+                            (from, &carried_held),
+                            b,
+                            &patches,
+                            &mut file_cache,
+                        )
+                        .await?;
+                    self.held.set(&ev.key, kept);
+                }
                 if let Some(old) = self.index.remove(&ev.key) {
                     self.kill(old);
                     if let (true, Some(lsn)) = (ev.delete, ev.lsn) {
@@ -266,12 +343,6 @@ impl MirrorSink {
                     }
                 }
                 continue;
-            };
-            // A new key created at the LSN of a delete is a primary-key change: its TOASTed values
-            // are the deleted row's.
-            let carried = match (self.last_delete, ev.lsn) {
-                (Some((lsn, loc)), Some(l)) if lsn == l => Some(loc),
-                _ => None,
             };
             let old = self.index.get(&ev.key).or(carried);
             if let (Some(cols), None, Some((lsn, r)), Some(l)) =
@@ -293,6 +364,22 @@ impl MirrorSink {
                     patches.insert((row, col.to_string()), v);
                 }
             }
+            if let Some(cols) = toast_of.get(&ev.origin) {
+                // A key the chain left out comes back: its large values are the ones held.
+                for col in cols {
+                    if patches.contains_key(&(row, col.to_string())) {
+                        continue;
+                    }
+                    let from_held = self.held.get(&ev.key, col).or_else(|| find(&carried_held, col));
+                    match from_held {
+                        Some(v) => {
+                            patches.insert((row, col.to_string()), v.to_array());
+                        }
+                        None => self.unresolved_toast += 1,
+                    }
+                }
+            }
+            self.held.remove(&ev.key);
             if let Some(old) = self.index.insert(ev.key.clone(), Location::Pending { batch: b, row }) {
                 self.kill(old);
             }
@@ -301,6 +388,7 @@ impl MirrorSink {
         }
         for _ in truncates {
             self.truncate();
+            self.tail_delete = None;
         }
         if !patches.is_empty() {
             let pending = self.batch_mut(b);
@@ -310,6 +398,41 @@ impl MirrorSink {
         // A batch whose rows all died stays until the commit: a later event may still read its
         // values (TOAST carried over a primary-key change).
         Ok(())
+    }
+
+    /// The large text and binary values of a row the chain left out, as the source has them: the
+    /// event's own values, its TOAST placeholders (`toasted`) taking the values the key had (`from`:
+    /// its row, else the values held for it or for the key it was created from).
+    #[allow(clippy::too_many_arguments)]
+    async fn left_out_values(
+        &self,
+        table: &Table,
+        ev: &KeyedEvent,
+        toasted: &[&str],
+        values: &[(Arc<str>, ArrayRef)],
+        from: (Option<Location>, &[(Arc<str>, Held)]),
+        current: u32,
+        patches: &HashMap<(u32, String), ArrayRef>,
+        cache: &mut HashMap<u32, RecordBatch>,
+    ) -> Result<Vec<(Arc<str>, Held)>, SinkError> {
+        let mut out = Vec::new();
+        for (col, array) in values {
+            let v = match Held::from_array(array.as_ref(), ev.row as usize) {
+                Some(v) => Some(v),
+                None if toasted.contains(&&**col) => match from.0 {
+                    Some(loc) => self
+                        .held_value(table, loc, col, current, patches, cache)
+                        .await?
+                        .and_then(|a| Held::from_array(a.as_ref(), 0)),
+                    None => self.held.get(&ev.key, col).or_else(|| find(from.1, col)).cloned(),
+                },
+                None => None,
+            };
+            if let Some(v) = v {
+                out.push((col.clone(), v));
+            }
+        }
+        Ok(held::toastable(out))
     }
 
     /// The value column `col` has in the key's current row at `loc` (`None`: the table has no such
@@ -352,9 +475,9 @@ impl MirrorSink {
         })
     }
 
-    /// Whether the next commit changes the table.
+    /// Whether the next commit changes the table (or the values held for left-out keys).
     pub fn has_changes(&self) -> bool {
-        self.live_rows > 0 || !self.deletes.is_empty()
+        self.live_rows > 0 || !self.deletes.is_empty() || self.held.is_dirty()
     }
 
     /// Whether a commit is in flight.
@@ -374,6 +497,7 @@ impl MirrorSink {
     ) -> Result<Launched, SinkError> {
         debug_assert!(!self.in_flight(), "one mirror commit in flight at a time");
         self.carry_deleted_row();
+        self.hold_tail_delete(sink.table()).await?;
         if !self.has_changes() {
             self.base += self.batches.len() as u32;
             self.flight_end = self.base;
@@ -392,8 +516,10 @@ impl MirrorSink {
                 FileDeletes { spec_id: f.spec_id, partition: f.partition.clone(), positions },
             );
         }
+        let held = self.held.is_dirty().then(|| self.held.take_snapshot());
         let flight = MirrorFlight {
             launch: sink.launch(chain)?,
+            held,
             settings: settings.clone(),
             rows: Arc::new(rows),
             keep: flight_rows.clone(),
@@ -450,6 +576,37 @@ impl MirrorSink {
         Ok(())
     }
 
+    /// When the commit ends with a delete, holds the deleted key's large values (under the delete's
+    /// LSN) in the commit's file of held values: the create of a primary-key change at that LSN
+    /// takes them even if the host restarts before the next commit.
+    async fn hold_tail_delete(&mut self, table: &Table) -> Result<(), SinkError> {
+        let Some(lsn) = self.tail_delete.take() else { return Ok(()) };
+        let values = match (&self.last_delete, &self.carried_held) {
+            (Some((l, loc)), _) if *l == lsn => {
+                let loc = *loc;
+                let mut cache = HashMap::new();
+                let none = HashMap::new();
+                let mut out = Vec::new();
+                for (name, ty) in table::column_types(table) {
+                    if !held::can_hold(&ty.arrow_type()) {
+                        continue;
+                    }
+                    let v = self.held_value(table, loc, &name, u32::MAX, &none, &mut cache).await?;
+                    if let Some(v) = v.and_then(|a| Held::from_array(a.as_ref(), 0)) {
+                        out.push((Arc::from(name.as_str()), v));
+                    }
+                }
+                held::toastable(out)
+            }
+            (_, Some((l, v))) if *l == lsn => v.clone(),
+            _ => return Ok(()),
+        };
+        if !values.is_empty() {
+            self.held.set_carry(lsn, values);
+        }
+        Ok(())
+    }
+
     /// Keeps the values of a deleted pending row a primary-key change may still need (the commit
     /// drops pending rows that are not live).
     fn carry_deleted_row(&mut self) {
@@ -478,6 +635,8 @@ pub enum Launched {
 /// deletes, then commit both as one row delta.
 pub struct MirrorFlight {
     launch: Launch,
+    /// The held values to write, when they changed (`Some(None)`: none held any more).
+    held: Option<Option<RecordBatch>>,
     settings: FileSettings,
     rows: Arc<Vec<RecordBatch>>,
     keep: Vec<BooleanArray>,
@@ -499,8 +658,16 @@ pub struct Written {
 impl MirrorFlight {
     /// Writes the files and commits; the landing is for [`TableSink::land`], the files for
     /// [`MirrorSink::land`].
-    pub async fn run(self) -> Result<(Landing, Written), SinkError> {
+    pub async fn run(mut self) -> Result<(Landing, Written), SinkError> {
         let table = self.launch.table().clone();
+        match self.held.take() {
+            Some(Some(batch)) => {
+                let path = held::write(&table, batch).await?;
+                self.launch.set_property(held::HELD_VALUES, path);
+            }
+            Some(None) => self.launch.set_property(held::HELD_VALUES, String::new()),
+            None => {}
+        }
         let (data, deletes) = tokio::join!(
             files::write_data(&table, &self.settings, self.rows, &self.keep),
             files::write_deletes(&table, self.settings.props.clone(), &self.deletes)
@@ -520,6 +687,11 @@ impl MirrorFlight {
         };
         Ok((self.launch.commit(op).await, written))
     }
+}
+
+/// The value `values` hold for column `col`.
+fn find<'a>(values: &'a [(Arc<str>, Held)], col: &str) -> Option<&'a Held> {
+    values.iter().find(|(c, _)| &**c == col).map(|(_, v)| v)
 }
 
 /// `rows` with the cells of `patches` ((row, column) → one value) replaced.
