@@ -73,10 +73,25 @@ fn scrape(port: u16) -> String {
 }
 
 /// The value of one metric sample (`name{labels}`), 0 when absent.
+/// The sum of the series of `sample` (`name` or `name{label="value",...}`) in a scrape, whatever
+/// other labels they carry (a host routing to tables labels each table's series with `table`).
 fn metric(text: &str, sample: &str) -> f64 {
+    let (name, want) = match sample.split_once('{') {
+        Some((n, l)) => (n, l.trim_end_matches('}').split(',').collect::<Vec<_>>()),
+        None => (sample, Vec::new()),
+    };
     text.lines()
-        .find_map(|l| l.strip_prefix(sample).and_then(|v| v.strip_prefix(' ')))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, labels) = match series.split_once('{') {
+                Some((n, l)) => (n, l.trim_end_matches('}').split(',').collect::<Vec<_>>()),
+                None => (series, Vec::new()),
+            };
+            (n == name && want.iter().all(|w| labels.contains(w)))
+                .then(|| value.trim().parse::<f64>().unwrap())
+        })
+        .sum()
 }
 
 /// Waits until the host processed `n` batches (so the worker waits for input at a batch boundary).

@@ -934,6 +934,337 @@ fn postgres_random_workload_mirrors_through_kills() {
     psql(&format!("DELETE FROM customers WHERE customer_id IN ({list})"));
 }
 
+/// How a column compares between PostgreSQL (as the view query selects it) and the Iceberg table
+/// (as pyiceberg reads it).
+#[derive(Clone, Copy)]
+enum Kind {
+    Int,
+    /// Exact decimal text, trailing zeros aside.
+    Dec,
+    /// JSON text, compared as JSON.
+    Json,
+    /// Text, or bytes as lower-case hex.
+    Text,
+    /// Microseconds since the epoch: PostgreSQL's number; the table's ISO time with zone.
+    Tz,
+    /// The same for a time without zone.
+    Ts,
+}
+
+fn canonical(kind: Kind, v: &Value, from_table: bool) -> Value {
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    match (kind, v) {
+        (_, Value::Null) => Value::Null,
+        (Kind::Dec, Value::String(s)) => Value::String(trim(s)),
+        (Kind::Json, Value::String(s)) => serde_json::from_str(s).unwrap_or_else(|e| panic!("{s}: {e}")),
+        (Kind::Tz, Value::String(s)) if from_table => chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
+            .timestamp_micros()
+            .into(),
+        (Kind::Ts, Value::String(s)) if from_table => {
+            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+                .unwrap_or_else(|e| panic!("{s}: {e}"))
+                .and_utc()
+                .timestamp_micros()
+                .into()
+        }
+        _ => v.clone(),
+    }
+}
+
+/// Rows by key: PostgreSQL's `select` (columns named as in `columns`, the key first) over `keys`.
+fn source_rows(
+    select: &str,
+    columns: &[(&str, Kind)],
+    keys: &std::collections::BTreeSet<i64>,
+) -> BTreeMap<i64, Vec<Value>> {
+    let list = keys.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    let json = psql(&format!(
+        "SELECT coalesce(json_agg(r), '[]') FROM ({select} WHERE {} IN ({list})) r",
+        columns[0].0
+    ));
+    let rows: Vec<serde_json::Map<String, Value>> = serde_json::from_str(&json).unwrap();
+    rows.iter()
+        .map(|r| {
+            (
+                r[columns[0].0].as_i64().unwrap(),
+                columns.iter().map(|(c, k)| canonical(*k, &r[*c], false)).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Rows by key of an Iceberg table of `wh`.
+fn table_rows(
+    wh: &Path,
+    table: &str,
+    columns: &[(&str, Kind)],
+    keys: &std::collections::BTreeSet<i64>,
+) -> BTreeMap<i64, Vec<Value>> {
+    let Ok(t) = try_read_table(wh, table) else { return BTreeMap::new() };
+    let mut out = BTreeMap::new();
+    for r in rows(&t) {
+        let Some(id) = r[columns[0].0].as_i64().filter(|i| keys.contains(i)) else { continue };
+        let values =
+            columns.iter().map(|(c, k)| canonical(*k, r.get(*c).unwrap_or(&Value::Null), true)).collect();
+        assert!(out.insert(id, values).is_none(), "{table}: key {id} has two rows");
+    }
+    out
+}
+
+const ORDERS: &[(&str, Kind)] = &[
+    ("order_id", Kind::Int),
+    ("customer_id", Kind::Int),
+    ("amount", Kind::Dec),
+    ("items", Kind::Json),
+    ("tags", Kind::Json),
+    ("receipt", Kind::Text),
+    ("placed_at", Kind::Tz),
+    ("shipped_at", Kind::Ts),
+];
+
+const READINGS: &[(&str, Kind)] = &[
+    ("reading_id", Kind::Int),
+    ("sensor", Kind::Text),
+    ("value", Kind::Dec),
+    ("taken_at", Kind::Ts),
+    ("noted_at", Kind::Tz),
+    ("payload", Kind::Text),
+    ("levels", Kind::Json),
+    ("raw", Kind::Text),
+];
+
+/// Micros since the epoch of a PostgreSQL time column, for the comparison.
+fn epoch_us(column: &str) -> String {
+    format!("(extract(epoch FROM {column}) * 1000000)::bigint AS {column}")
+}
+
+/// Three source tables of other types than customers' captured by the one Debezium connector:
+/// `mt_orders` (numeric without scale, jsonb, text[], bytea, timestamp with and without zone) and
+/// `mt_readings` (numeric, json kept as written, int[], bytea, both timestamps), next to
+/// `customers`. One host subscribes to the three topics by pattern and routes each to its own table:
+/// customers through the reference chain, the others with declared types and no plugins, all three
+/// mirrors. A random workload on the three runs while the host is killed (SIGKILL) three times; each
+/// table ends equal to its source.
+#[test]
+fn three_postgres_tables_land_in_three_tables_through_kills() {
+    let _stack = stack();
+    psql(
+        "CREATE TABLE IF NOT EXISTS public.mt_orders (order_id serial PRIMARY KEY, customer_id int, amount numeric,
+           items jsonb, tags text[], receipt bytea, placed_at timestamptz, shipped_at timestamp)",
+    );
+    psql(
+        "CREATE TABLE IF NOT EXISTS public.mt_readings (reading_id bigserial PRIMARY KEY, sensor text NOT NULL,
+           value numeric, taken_at timestamp, noted_at timestamptz, payload json, levels int[], raw bytea)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let cfg = kafka_config_with(
+        dir.path(),
+        50,
+        &[("auto_offset_reset", "auto_offset_reset = \"latest\""), ("mode", "mode = \"mirror\"")],
+    );
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text += r#"
+[[tables]]
+source = ["public.mt_orders"]
+namespace = "shop"
+name = "orders"
+mode = "mirror"
+chain = []
+columns = [
+  { name = "order_id", type = "int" }, { name = "customer_id", type = "int" },
+  { name = "amount", type = "decimal(38,6)" }, { name = "items", type = "string" },
+  { name = "tags", type = "json" }, { name = "receipt", type = "binary" },
+  { name = "placed_at", type = "timestamptz" }, { name = "shipped_at", type = "timestamp" },
+]
+
+[[tables]]
+topics = ["postgres.public.mt_readings"]
+namespace = "shop"
+name = "readings"
+mode = "mirror"
+chain = []
+partition = [{ column = "taken_at", transform = "month" }]
+columns = [
+  { name = "reading_id", type = "long" }, { name = "sensor", type = "string" },
+  { name = "value", type = "decimal(38,6)" }, { name = "taken_at", type = "timestamp" },
+  { name = "noted_at", type = "timestamptz" }, { name = "payload", type = "string" },
+  { name = "levels", type = "json" }, { name = "raw", type = "binary" },
+]
+"#;
+    std::fs::write(&cfg, text).unwrap();
+    let tag = unique("mt");
+    let group = unique("group");
+    let topics = r"^postgres\.public\.(customers|mt_orders|mt_readings)$";
+    let start =
+        |n: usize| Host::start(dir.path(), &format!("host{n}"), &cfg, &wh, topics, &group, "streaming");
+    let mut host = start(0);
+    wait_assigned(&host);
+    let mut rng = Lcg(std::process::id() as u64 ^ 0x5eed);
+    let id_of = |out: String| -> i64 { out.lines().find_map(|l| l.trim().parse().ok()).expect("an id") };
+    let (mut customers, mut orders, mut readings) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut customer_ids, mut order_ids, mut reading_ids) = Default::default();
+    let mut op = |rng: &mut Lcg| {
+        let (live, all, table, key): (&mut Vec<i64>, &mut std::collections::BTreeSet<i64>, &str, &str) =
+            match rng.next(3) {
+                0 => (&mut customers, &mut customer_ids, "customers", "customer_id"),
+                1 => (&mut orders, &mut order_ids, "mt_orders", "order_id"),
+                _ => (&mut readings, &mut reading_ids, "mt_readings", "reading_id"),
+            };
+        let r = rng.next(100);
+        if r < 45 || live.is_empty() {
+            let (a, b, c) = (rng.next(1000), rng.next(100_000), rng.next(7));
+            let sql = match table {
+                "customers" => format!(
+                    "INSERT INTO customers (email, first_name, last_name, country, lifetime_value, registration_date, notes)
+                     VALUES ('{tag}-{a}@example.com', 'F{c}', 'L', 'NO', {a}.5, date '2020-01-01' + {a}, 'n{b}') RETURNING customer_id"
+                ),
+                "mt_orders" => format!(
+                    "INSERT INTO mt_orders (customer_id, amount, items, tags, receipt, placed_at, shipped_at)
+                     VALUES ({a}, round({b}::numeric / 7, {c}), '{{\"sku\": \"s{a}\", \"n\": {c}}}',
+                       {tags}, {receipt}, timestamptz '2024-03-01 10:00:00+01' + interval '{b} seconds',
+                       timestamp '2024-01-01' + interval '{b}001 microseconds') RETURNING order_id",
+                    tags = if c == 0 { "NULL".to_string() } else { format!("ARRAY['t{a}', 'x\"{c}']") },
+                    receipt = if c == 1 { "NULL".to_string() } else { format!("decode(md5('{b}'), 'hex')") },
+                ),
+                _ => format!(
+                    "INSERT INTO mt_readings (sensor, value, taken_at, noted_at, payload, levels, raw)
+                     VALUES ('s{c}', {b}.{a}, timestamp '2021-06-01' + interval '{b} minutes 17 microseconds',
+                       now(), '{{ \"a\" : {a},  \"b\": [1, 2] }}', ARRAY[{a}, {c}], decode('00ff{c:02x}', 'hex'))
+                     RETURNING reading_id"
+                ),
+            };
+            let id = id_of(psql(&sql));
+            live.push(id);
+            all.insert(id);
+            return;
+        }
+        let k = rng.next(live.len() as u64) as usize;
+        let id = live[k];
+        if r >= 85 {
+            psql(&format!("DELETE FROM {table} WHERE {key} = {id}"));
+            live.swap_remove(k);
+            return;
+        }
+        let v = rng.next(10_000);
+        let set = match (table, r % 3) {
+            ("customers", 0) => format!("lifetime_value = {v}.25, city = 'C{v}'"),
+            ("customers", 1) => format!("registration_date = date '2019-01-01' + {v}"),
+            ("customers", _) => "email = NULL".to_string(),
+            ("mt_orders", 0) => format!("amount = {v}.0001, tags = array_append(tags, 'u{v}')"),
+            ("mt_orders", 1) => format!("items = items || '{{\"u\": {v}}}', shipped_at = NULL"),
+            ("mt_orders", _) => {
+                format!("receipt = '\\x{v:04x}', placed_at = placed_at - interval '{v} days'")
+            }
+            (_, 0) => format!("value = -{v}.5, levels = levels || {v}"),
+            (_, 1) => format!("payload = '[{v}, \"x\"]', taken_at = taken_at + interval '{v} hours'"),
+            _ => "raw = NULL, noted_at = NULL".to_string(),
+        };
+        psql(&format!("UPDATE {table} SET {set} WHERE {key} = {id}"));
+    };
+    // Every table holds its partition's position before the first kill (the consumer starts each
+    // new partition at its end).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut probes: Vec<(String, &str, i64)> = Vec::new();
+    loop {
+        let landed = |table: &str| try_read_table(&wh, table).is_ok_and(|t| !rows(&t).is_empty());
+        if landed(TABLE) && landed("shop.orders") && landed("shop.readings") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the three tables did not start in 120 s:\n{}", host.log_text());
+        let c = psql(&format!(
+            "INSERT INTO customers (email, lifetime_value) VALUES ('{tag}-probe@example.com', 1) RETURNING customer_id"
+        ));
+        probes.push(("customers".into(), "customer_id", id_of(c)));
+        let o = psql("INSERT INTO mt_orders (customer_id) VALUES (0) RETURNING order_id");
+        probes.push(("mt_orders".into(), "order_id", id_of(o)));
+        let r = psql("INSERT INTO mt_readings (sensor) VALUES ('probe') RETURNING reading_id");
+        probes.push(("mt_readings".into(), "reading_id", id_of(r)));
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    for (table, key, id) in &probes {
+        psql(&format!("DELETE FROM {table} WHERE {key} = {id}"));
+    }
+    for round in 1..=3 {
+        for _ in 0..90 {
+            op(&mut rng);
+        }
+        std::thread::sleep(Duration::from_millis(rng.next(1500)));
+        host.kill();
+        host = start(round);
+    }
+    for _ in 0..90 {
+        op(&mut rng);
+    }
+    let orders_view = format!(
+        "SELECT order_id, customer_id, amount::text AS amount, items::text AS items, array_to_json(tags)::text AS tags,
+           encode(receipt, 'hex') AS receipt, {}, {} FROM mt_orders",
+        epoch_us("placed_at"),
+        epoch_us("shipped_at")
+    );
+    let readings_view = format!(
+        "SELECT reading_id, sensor, value::text AS value, {}, {}, payload::text AS payload,
+           array_to_json(levels)::text AS levels, encode(raw, 'hex') AS raw FROM mt_readings",
+        epoch_us("taken_at"),
+        epoch_us("noted_at")
+    );
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let pairs = [
+            ("customers", mirror_view(&customer_ids), mirror_table(&wh, &customer_ids)),
+            (
+                "orders",
+                source_rows(&orders_view, ORDERS, &order_ids),
+                table_rows(&wh, "shop.orders", ORDERS, &order_ids),
+            ),
+            (
+                "readings",
+                source_rows(&readings_view, READINGS, &reading_ids),
+                table_rows(&wh, "shop.readings", READINGS, &reading_ids),
+            ),
+        ];
+        let differ: Vec<_> = pairs
+            .iter()
+            .flat_map(|(name, want, got)| {
+                want.keys()
+                    .chain(got.keys())
+                    .filter(|k| want.get(k) != got.get(k))
+                    .map(move |k| format!("{name} {k}: source {:?}, table {:?}", want.get(k), got.get(k)))
+            })
+            .take(6)
+            .collect();
+        if differ.is_empty() {
+            assert!(pairs.iter().all(|(_, want, _)| !want.is_empty()), "every table has live rows");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tables differ from their sources: {differ:#?}\n{}",
+            host.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    let status = host.stop();
+    assert!(status.success(), "{status}\n{}", host.log_text());
+    let summary = host.summary();
+    assert_eq!(summary["tables"].as_array().map(Vec::len), Some(3), "{summary}");
+    for (table, key, ids) in [
+        ("customers", "customer_id", &customer_ids),
+        ("mt_orders", "order_id", &order_ids),
+        ("mt_readings", "reading_id", &reading_ids),
+    ] {
+        let list = ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        psql(&format!("DELETE FROM {table} WHERE {key} IN ({list})"));
+    }
+}
+
 /// The value of a PromQL instant query (`data.result`), through Prometheus' HTTP API.
 fn prometheus_query(url: &str, expr: &str) -> Vec<Value> {
     let out = Command::new("curl")

@@ -22,7 +22,15 @@ pub struct Config {
     pub pipeline_id: String,
     #[serde(default)]
     pub catalog: CatalogConfig,
+    /// The table of a one-table host (when there is no `[[tables]]` and no `[routing]` default).
+    #[serde(default)]
     pub table: TableConfig,
+    /// The tables of a multi-table host, each taking the events of its source tables or topics.
+    #[serde(default)]
+    pub tables: Vec<TableConfig>,
+    /// Where a multi-table host puts events of source tables no `[[tables]]` entry takes.
+    #[serde(default)]
+    pub routing: RoutingConfig,
     #[serde(default)]
     pub decode: DecodeConfig,
     #[serde(default)]
@@ -30,6 +38,10 @@ pub struct Config {
     /// The transform chain, in order. Empty: every `*.wasm` in the plugins directory, by file name.
     #[serde(default)]
     pub chain: Vec<ChainEntry>,
+    /// Set for a table whose own chain is `chain = []`: no plugins (rather than every plugin of
+    /// the directory, which an empty top-level chain means).
+    #[serde(skip)]
+    pub no_plugins: bool,
     #[serde(default)]
     pub sink: SinkConfig,
     #[serde(default)]
@@ -228,6 +240,102 @@ pub struct TableConfig {
     /// record key.
     #[serde(default)]
     pub key: Vec<String>,
+    /// `[[tables]]` only: source tables (`schema.table`, Debezium's `source.schema` and
+    /// `source.table`) whose events land in this table.
+    #[serde(default)]
+    pub source: Vec<String>,
+    /// `[[tables]]` only: topics whose events land in this table (a name, or a regular expression
+    /// starting with `^`).
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// `[[tables]]` only: this table's chain (default: the top-level `[[chain]]`).
+    #[serde(default)]
+    pub chain: Option<Vec<ChainEntry>>,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every table setting has a default")
+    }
+}
+
+/// Checks one table's settings (`at`: where it is in the config, e.g. `table` or `tables[2]`).
+fn validate_table(at: &str, t: &TableConfig) -> Result<(), ConfigError> {
+    let bad =
+        |key: String, message: String| Err(ConfigError::Invalid { key: format!("{at}.{key}"), message });
+    if t.namespace.trim().is_empty() {
+        return bad("namespace".into(), "must not be empty".into());
+    }
+    if t.name.trim().is_empty() {
+        return bad("name".into(), "must not be empty".into());
+    }
+    if t.key.iter().any(|k| k.trim().is_empty()) {
+        return bad("key".into(), "key column names must not be empty".into());
+    }
+    for (i, c) in t.columns.iter().enumerate() {
+        if let Err(message) = crate::schema::parse_type(&c.ty) {
+            return bad(format!("columns[{i}].type"), format!("column `{}`: {message}", c.name));
+        }
+    }
+    for (i, p) in t.partition.iter().enumerate() {
+        if !t.columns.iter().any(|c| c.name == p.column) {
+            return bad(
+                format!("partition[{i}].column"),
+                format!("`{}` is not a declared column in {at}.columns", p.column),
+            );
+        }
+        if let Err(message) = crate::schema::parse_transform(&p.transform) {
+            return bad(format!("partition[{i}].transform"), message);
+        }
+    }
+    for (i, s) in t.sort.iter().enumerate() {
+        if !t.columns.iter().any(|c| &c.name == s) {
+            return bad(format!("sort[{i}]"), format!("`{s}` is not a declared column in {at}.columns"));
+        }
+    }
+    Ok(())
+}
+
+/// `[routing]`: tables for source tables that no `[[tables]]` entry names.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// The table a source table lands in, from a template with `{schema}` and `{table}` (e.g.
+    /// `raw.{schema}_{table}`: namespace `raw`), created on first sight with the types its events
+    /// carry. Unset: events of such source tables are left out (logged once per source table and
+    /// counted in `cdc_host_events_filtered_total`).
+    pub default_table: Option<String>,
+    /// The mode of those tables (`append` or `mirror`).
+    #[serde(default)]
+    pub mode: TableMode,
+    /// The chain of those tables (default: the top-level `[[chain]]`; `[]`: no plugins).
+    pub chain: Option<Vec<ChainEntry>>,
+}
+
+impl RoutingConfig {
+    /// The settings of default-routed table `namespace.name`: this mode, types from the events.
+    pub fn table(&self, namespace: &str, name: &str) -> TableConfig {
+        TableConfig {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            mode: self.mode,
+            chain: self.chain.clone(),
+            ..TableConfig::default()
+        }
+    }
+
+    /// The (namespace, table) the template gives source table `schema.table`.
+    pub fn table_for(&self, schema: &str, table: &str) -> Option<(String, String)> {
+        let t = self.default_table.as_ref()?;
+        let clean = |s: &str| -> String {
+            s.chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c.to_ascii_lowercase() } else { '_' })
+                .collect()
+        };
+        let name = t.replace("{schema}", &clean(schema)).replace("{table}", &clean(table));
+        let (ns, name) = name.rsplit_once('.')?;
+        Some((ns.to_string(), name.to_string()))
+    }
 }
 
 /// How a table follows its source.
@@ -602,6 +710,101 @@ impl Config {
         })
     }
 
+    /// Whether this host routes events to tables (`[[tables]]` entries or a `[routing]` default).
+    pub fn is_multi_table(&self) -> bool {
+        !self.tables.is_empty() || self.routing.default_table.is_some()
+    }
+
+    /// The tables a routing host names, in matching order: `[table]` when it says what it takes
+    /// (`source` or `topics`), then the `[[tables]]` entries.
+    pub fn entries(&self) -> Vec<&TableConfig> {
+        let first = (!self.table.source.is_empty() || !self.table.topics.is_empty()).then_some(&self.table);
+        first.into_iter().chain(&self.tables).collect()
+    }
+
+    /// The configuration of one table of a multi-table host: `table` as the host's one table, with
+    /// its own chain (or the host's) and its own dead-letter table.
+    pub fn for_table(&self, table: &TableConfig) -> Config {
+        let mut c = self.clone();
+        c.table = table.clone();
+        c.table.source.clear();
+        c.table.topics.clear();
+        if let Some(chain) = c.table.chain.take() {
+            c.no_plugins = chain.is_empty();
+            c.chain = chain;
+        }
+        c.tables.clear();
+        c.routing = RoutingConfig::default();
+        c.dead_letter.table = None;
+        c.filter.tables.clear();
+        c
+    }
+
+    /// The configuration of table `namespace.name` of a multi-table host: its `[[tables]]` entry,
+    /// else the `[routing]` default.
+    pub fn table_config(&self, namespace: &str, name: &str) -> Option<Config> {
+        if let Some(t) = self.entries().into_iter().find(|t| t.namespace == namespace && t.name == name) {
+            return Some(self.for_table(t));
+        }
+        self.routing.default_table.as_ref()?;
+        Some(self.for_table(&self.routing.table(namespace, name)))
+    }
+
+    fn validate_routing(&self) -> Result<(), ConfigError> {
+        let bad = |key: String, message: String| Err(ConfigError::Invalid { key, message });
+        let mut names = std::collections::HashSet::new();
+        let offset = usize::from(!self.table.source.is_empty() || !self.table.topics.is_empty());
+        for (i, t) in self.entries().into_iter().enumerate() {
+            let at = match (i, offset) {
+                (0, 1) => "table".to_string(),
+                (i, o) => format!("tables[{}]", i - o),
+            };
+            let i = at.as_str();
+            validate_table(i, t)?;
+            if t.source.is_empty() && t.topics.is_empty() {
+                return bad(
+                    i.to_string(),
+                    format!(
+                        "table `{}.{}` takes nothing: give it `source = [\"schema.table\"]` or `topics = [...]`",
+                        t.namespace, t.name
+                    ),
+                );
+            }
+            if !names.insert((t.namespace.clone(), t.name.clone())) {
+                return bad(
+                    format!("{i}.name"),
+                    format!("`{}.{}` is named by two entries", t.namespace, t.name),
+                );
+            }
+            for (j, s) in t.source.iter().enumerate() {
+                if s.split('.').count() != 2 {
+                    return bad(format!("{i}.source[{j}]"), format!("`{s}`: write schema.table"));
+                }
+            }
+            for (j, topic) in t.topics.iter().enumerate() {
+                if topic.starts_with('^')
+                    && let Err(e) = regex_lite::Regex::new(topic)
+                {
+                    return bad(
+                        format!("{i}.topics[{j}]"),
+                        format!("`{topic}` is not a regular expression: {e}"),
+                    );
+                }
+            }
+        }
+        if let Some(t) = &self.routing.default_table
+            && (!t.contains("{table}") || self.routing.table_for("s", "t").is_none())
+        {
+            return bad(
+                "routing.default_table".into(),
+                format!(
+                    "`{t}`: write namespace.name with {{table}} (and {{schema}}) in it, e.g. raw.{{schema}}_{{table}}"
+                ),
+            );
+        }
+        Ok(())
+    }
+
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, message: String| Err(ConfigError::Invalid { key: key.to_string(), message });
@@ -611,14 +814,19 @@ impl Config {
         if self.catalog.name.trim().is_empty() {
             return bad("catalog.name", "must not be empty".into());
         }
-        if self.table.namespace.trim().is_empty() {
-            return bad("table.namespace", "must not be empty".into());
-        }
-        if self.table.name.trim().is_empty() {
-            return bad("table.name", "must not be empty".into());
-        }
-        if self.table.key.iter().any(|k| k.trim().is_empty()) {
-            return bad("table.key", "key column names must not be empty".into());
+        if self.is_multi_table() {
+            self.validate_routing()?;
+        } else {
+            validate_table("table", &self.table)?;
+            for (key, set) in [
+                ("table.source", !self.table.source.is_empty()),
+                ("table.topics", !self.table.topics.is_empty()),
+                ("table.chain", self.table.chain.is_some()),
+            ] {
+                if set {
+                    return bad(key, "routes events only in a host with [routing] default_table or [[tables]] entries (a one-table host takes every event): add one, or remove this key".into());
+                }
+            }
         }
         if self.sink.batch_size == 0 {
             return bad("sink.batch_size", "must be at least 1".into());
@@ -649,30 +857,6 @@ impl Config {
                 "plugins.debounce_ms",
                 "must be at most 60000 (a reload waits this long after the last change)".into(),
             );
-        }
-        for (i, c) in self.table.columns.iter().enumerate() {
-            if let Err(message) = crate::schema::parse_type(&c.ty) {
-                return bad(&format!("table.columns[{i}].type"), format!("column `{}`: {message}", c.name));
-            }
-        }
-        for (i, p) in self.table.partition.iter().enumerate() {
-            if !self.table.columns.iter().any(|c| c.name == p.column) {
-                return bad(
-                    &format!("table.partition[{i}].column"),
-                    format!("`{}` is not a declared column in table.columns", p.column),
-                );
-            }
-            if let Err(message) = crate::schema::parse_transform(&p.transform) {
-                return bad(&format!("table.partition[{i}].transform"), message);
-            }
-        }
-        for (i, s) in self.table.sort.iter().enumerate() {
-            if !self.table.columns.iter().any(|c| &c.name == s) {
-                return bad(
-                    &format!("table.sort[{i}]"),
-                    format!("`{s}` is not a declared column in table.columns"),
-                );
-            }
         }
         if self.sink.processing_interval_seconds == 0 {
             return bad("sink.processing_interval_seconds", "must be at least 1".into());

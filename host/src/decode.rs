@@ -727,6 +727,35 @@ impl Builder {
     }
 }
 
+/// `{"scale": 3, "value": "MDk="}` (Debezium's `VariableScaleDecimal`): the unscaled value (base64,
+/// big-endian two's complement) and its scale.
+fn variable_scale_decimal(obj: &str) -> Result<(i128, u8), String> {
+    #[derive(serde::Deserialize)]
+    struct Vsd<'a> {
+        scale: u8,
+        #[serde(borrow)]
+        value: Cow<'a, str>,
+    }
+    let v: Vsd = serde_json::from_str(obj)
+        .map_err(|_| format!("`{obj}` is not a decimal (expected {{\"scale\": .., \"value\": base64}})"))?;
+    Ok((base64_unscaled(&v.value)?, v.scale))
+}
+
+/// A decimal's unscaled value from its base64 big-endian two's-complement bytes.
+fn base64_unscaled(s: &str) -> Result<i128, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s.as_bytes())
+        .map_err(|e| format!("`{s}` is not a base64 decimal: {e}"))?;
+    if bytes.is_empty() || bytes.len() > 16 {
+        return Err(format!("`{s}` decodes to {} bytes, not a decimal", bytes.len()));
+    }
+    let mut x: i128 = if bytes[0] & 0x80 != 0 { -1 } else { 0 };
+    for byte in bytes {
+        x = (x << 8) | byte as i128;
+    }
+    Ok(x)
+}
+
 fn decimal_value(
     v: &Json<'_>,
     precision: u8,
@@ -744,17 +773,7 @@ fn decimal_value(
             };
             match wire {
                 DecimalWire::Base64 => {
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(s.as_bytes())
-                        .map_err(|e| format!("`{s}` is not a base64 decimal: {e}"))?;
-                    if bytes.is_empty() || bytes.len() > 16 {
-                        return Err(format!("`{s}` decodes to {} bytes, not a decimal", bytes.len()));
-                    }
-                    let mut x: i128 = if bytes[0] & 0x80 != 0 { -1 } else { 0 };
-                    for byte in bytes {
-                        x = (x << 8) | byte as i128;
-                    }
-                    (x, hint.map_or(scale, |h| h.scale))
+                    (base64_unscaled(s)?, hint.map_or(scale, |h| h.scale))
                 }
                 DecimalWire::Text => parse_decimal_text(s).map_err(|e| {
                     if hint.is_none() {
@@ -765,6 +784,8 @@ fn decimal_value(
                 })?,
             }
         }
+        // `io.debezium.data.VariableScaleDecimal` (a numeric without scale, `precise` mode).
+        Json::Nested(obj) => variable_scale_decimal(obj)?,
         _ => return Err("decimal column expects a string or a number".into()),
     };
     let value = rescale(unscaled, from_scale, scale)?;
@@ -1488,6 +1509,21 @@ mod tests {
     fn decimals(out: &Decoded, name: &str) -> Vec<Option<i128>> {
         let c = out.batch.after.get(name).unwrap();
         c.array.as_any().downcast_ref::<Decimal128Array>().unwrap().iter().collect()
+    }
+
+    #[test]
+    fn numerics_without_scale_arrive_as_variable_scale_structs() {
+        // PostgreSQL `numeric` (no scale) in `precise` mode: {"scale", "value": base64 unscaled}.
+        let decl = HashMap::from([("n".to_string(), ColType::Decimal { precision: 38, scale: 4 })]);
+        let lines = [
+            r#"{"before":null,"after":{"n":{"scale":3,"value":"MDk="}},"source":{},"op":"c"}"#,
+            r#"{"before":null,"after":{"n":{"scale":0,"value":"/w=="}},"source":{},"op":"c"}"#,
+            r#"{"before":null,"after":{"n":{"scale":1}},"source":{},"op":"c"}"#,
+        ];
+        let out = Decoder::new(decl, DecimalHandling::Precise).decode(&raw(&lines));
+        assert_eq!(decimals(&out, "n"), vec![Some(123_450), Some(-10_000)]);
+        assert_eq!(out.dead_letters.len(), 1);
+        assert!(out.dead_letters[0].reason.contains("is not a decimal"), "{}", out.dead_letters[0].reason);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod fault;
 pub mod metrics;
 pub mod pipeline;
 pub mod progress;
+pub mod route;
 pub mod schema;
 pub mod sink;
 pub mod source;

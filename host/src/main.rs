@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use cdc_host::config::Config;
-use cdc_host::error::ConfigError;
-use cdc_host::metrics::Metrics;
+use cdc_host::error::{ConfigError, PipelineError};
+use cdc_host::metrics::{Metrics, MetricsSet};
 use cdc_host::pipeline;
 use cdc_host::source::{FileSource, kafka};
 use cdc_host::transform::{Chain, Halt, Loader, ReloadOptions, Reloader};
@@ -371,6 +371,9 @@ fn stop_on_signals(stop: Arc<AtomicBool>) -> Result<()> {
 
 async fn run(common: &Common, args: &RunArgs) -> Result<()> {
     let cfg = config(common, args)?;
+    if cfg.is_multi_table() {
+        return run_tables(cfg, common, args).await;
+    }
     let table = format!("{}.{}.{}", cfg.catalog.name, cfg.table.namespace, cfg.table.name);
     let metrics = Metrics::for_pipeline(&cfg.pipeline_id, &table);
     if let Some(addr) = args.metrics_addr {
@@ -378,21 +381,15 @@ async fn run(common: &Common, args: &RunArgs) -> Result<()> {
     }
     let mut options = pipeline::RunOptions::default();
     let halt = Halt::new(options.stop.clone());
-    let chain = plugin_chain(&cfg, common, args, &metrics, &halt, &mut options)?;
+    let chain = plugin_chain(&cfg, common, args, &metrics, &halt, &mut options, None)?;
     stop_on_signals(options.stop.clone())?;
     let summary = match &args.input {
         Some(input) => {
-            let mut source = FileSource::open(input)?;
-            if let Some(id) = &args.source_id {
-                source = source.with_name(id);
-            }
+            let source = file_source(input, args)?;
             pipeline::run(&cfg, source, chain, &metrics, options).await?
         }
         None => {
-            let mode = match args.mode {
-                KafkaMode::Streaming => kafka::Mode::Streaming,
-                KafkaMode::Batch => kafka::Mode::Batch,
-            };
+            let mode = kafka_mode(args);
             tracing::info!(
                 brokers = %cfg.kafka.bootstrap_servers.join(","),
                 topics = %cfg.kafka.topics.join(","),
@@ -406,22 +403,87 @@ async fn run(common: &Common, args: &RunArgs) -> Result<()> {
             pipeline::run(&cfg, source, chain, &metrics, options).await?
         }
     };
+    finish(&summary, &halt)
+}
+
+/// The chain to start with; with `plugins.watch`, also the hot reloader that replaces it while running
+/// (it watches the plugins directory and the `--config` file, re-read with the same overrides).
+/// A host writing several tables: one source, a pipeline per table (started with its first record).
+async fn run_tables(cfg: Config, common: &Common, args: &RunArgs) -> Result<()> {
+    let metrics = MetricsSet::default();
+    let source_metrics = Metrics::for_pipeline(&cfg.pipeline_id, "");
+    metrics.add(&source_metrics);
+    if let Some(addr) = args.metrics_addr {
+        metrics.clone().serve(addr).await.with_context(|| format!("cannot serve metrics on {addr}"))?;
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let halt = Halt::new(stop.clone());
+    let (common_c, args_c, halt_c) = (common.clone(), args.clone(), halt.clone());
+    let make_chain: pipeline::ChainFactory = Arc::new(move |table_cfg: &Config, m: &Metrics| {
+        let mut options = pipeline::RunOptions::default();
+        let table = Some((table_cfg.table.namespace.clone(), table_cfg.table.name.clone()));
+        let chain = plugin_chain(table_cfg, &common_c, &args_c, m, &halt_c, &mut options, table)
+            .map_err(|e| PipelineError::Internal(format!("{e:#}")))?;
+        Ok((chain, options.updates))
+    });
+    stop_on_signals(stop.clone())?;
+    let summary = match &args.input {
+        Some(input) => {
+            let source = file_source(input, args)?;
+            pipeline::run_routed(&cfg, source, make_chain, &metrics, source_metrics, stop).await?
+        }
+        None => {
+            let mode = kafka_mode(args);
+            tracing::info!(
+                brokers = %cfg.kafka.bootstrap_servers.join(","),
+                topics = %cfg.kafka.topics.join(","),
+                group = %cfg.kafka.group_id,
+                tables = cfg.tables.len(),
+                default_table = cfg.routing.default_table.as_deref().unwrap_or("-"),
+                "consuming Kafka into several tables"
+            );
+            // Records carry their topic and Kafka key (a mirror table may take its key from them).
+            let source = kafka::KafkaSource::new(cfg.kafka.clone(), mode, source_metrics.clone())?
+                .with_record_keys(true);
+            pipeline::run_routed(&cfg, source, make_chain, &metrics, source_metrics, stop).await?
+        }
+    };
+    finish(&summary, &halt)
+}
+
+/// The input file (or stdin), named `--source-id` when given.
+fn file_source(input: &std::path::Path, args: &RunArgs) -> Result<FileSource> {
+    let source = FileSource::open(input)?;
+    Ok(match &args.source_id {
+        Some(id) => source.with_name(id),
+        None => source,
+    })
+}
+
+fn kafka_mode(args: &RunArgs) -> kafka::Mode {
+    match args.mode {
+        KafkaMode::Streaming => kafka::Mode::Streaming,
+        KafkaMode::Batch => kafka::Mode::Batch,
+    }
+}
+
+/// Logs and prints a run's summary; a chain that stopped the run makes it fail.
+fn finish(summary: &pipeline::Summary, halt: &Halt) -> Result<()> {
     tracing::info!(
+        tables = summary.tables.len().max(1),
         records = summary.records,
         rows = summary.rows_committed,
         dead_letters = summary.dead_letters,
         seconds = format!("{:.2}", summary.seconds),
         "done"
     );
-    println!("{}", serde_json::to_string_pretty(&summary)?);
+    println!("{}", serde_json::to_string_pretty(summary)?);
     if let Some(quarantined) = halt.take_reason() {
         return Err(quarantined.into());
     }
     Ok(())
 }
 
-/// The chain to start with; with `plugins.watch`, also the hot reloader that replaces it while running
-/// (it watches the plugins directory and the `--config` file, re-read with the same overrides).
 fn plugin_chain(
     cfg: &Config,
     common: &Common,
@@ -429,6 +491,7 @@ fn plugin_chain(
     metrics: &Metrics,
     halt: &Halt,
     options: &mut pipeline::RunOptions,
+    table: Option<(String, String)>,
 ) -> Result<Chain> {
     if !cfg.plugins.watch {
         let chain = Loader::new(cfg, Some(metrics.clone()), halt.clone())?.load(cfg)?;
@@ -438,10 +501,18 @@ fn plugin_chain(
     let config_file = common.config.clone();
     let (common, args) = (common.clone(), args.clone());
     let reread = move || {
-        config(&common, &args).map_err(|e| match e.downcast::<ConfigError>() {
+        let full = config(&common, &args).map_err(|e| match e.downcast::<ConfigError>() {
             Ok(e) => e,
             Err(e) => ConfigError::Parse { origin: "config".into(), message: format!("{e:#}") },
-        })
+        })?;
+        // A table of a multi-table host follows its own entry's chain.
+        match &table {
+            Some((ns, name)) => full.table_config(ns, name).ok_or_else(|| ConfigError::Invalid {
+                key: "tables".into(),
+                message: format!("table {ns}.{name} is no longer configured; its chain stays as it is"),
+            }),
+            None => Ok(full),
+        }
     };
     let (chain, reloader) = Reloader::start(ReloadOptions {
         config: cfg.clone(),

@@ -1,6 +1,8 @@
 //! Prometheus metrics for every counter a user would graph, and an optional `/metrics` endpoint.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -121,13 +123,18 @@ pub struct ReferenceMetrics {
 }
 
 impl ReferenceMetrics {
-    fn register(registry: &Registry, pipeline_id: &str, table: &str) -> Self {
+    /// `table: None`: the registry labels every metric with its table.
+    fn register(registry: &Registry, pipeline_id: &str, table: Option<&str>) -> Self {
         fn reg<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, m: T) -> T {
             registry.register(Box::new(m.clone())).expect("register");
             m
         }
         let opts = |name: &str, help: &str| {
-            Opts::new(name, help).const_label("pipeline_id", pipeline_id).const_label("table", table)
+            let o = Opts::new(name, help).const_label("pipeline_id", pipeline_id);
+            match table {
+                Some(t) => o.const_label("table", t),
+                None => o,
+            }
         };
         let counters = |name: &str, help: &str, labels: &[&str]| {
             reg(registry, IntCounterVec::new(opts(name, help), labels).expect("metric"))
@@ -249,7 +256,20 @@ impl Metrics {
     /// Registers every metric in a fresh registry, the reference metrics labelled with
     /// `pipeline_id` and `table`.
     pub fn for_pipeline(pipeline_id: &str, table: &str) -> Self {
-        let registry = Registry::new();
+        let m = Self::build(Registry::new(), pipeline_id, Some(table));
+        m.registry.register(Box::new(STAGE_SECONDS.clone())).expect("register");
+        m
+    }
+
+    /// The metrics of one table of a multi-table host: every metric labelled `table` (serve them
+    /// with the host's other tables' through a [`MetricsSet`]).
+    pub fn for_table(pipeline_id: &str, table: &str) -> Self {
+        let labels = HashMap::from([("table".to_string(), table.to_string())]);
+        let registry = Registry::new_custom(None, Some(labels)).expect("valid registry labels");
+        Self::build(registry, pipeline_id, None)
+    }
+
+    fn build(registry: Registry, pipeline_id: &str, table: Option<&str>) -> Self {
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(format!("cdc_host_{name}"), help).expect("metric");
             registry.register(Box::new(c.clone())).expect("register");
@@ -311,7 +331,6 @@ impl Metrics {
             reference: ReferenceMetrics::register(&registry, pipeline_id, table),
             registry,
         };
-        m.registry.register(Box::new(STAGE_SECONDS.clone())).expect("register");
         // Series that exist from the start (a dashboard shows 0 rather than no data).
         for stage in ["decode", "transform", "encode"] {
             m.dead_letters.with_label_values(&[stage]);
@@ -326,6 +345,47 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("encode metrics");
+        String::from_utf8(buf).expect("utf-8 metrics")
+    }
+
+    /// Serves `GET /metrics` on `addr` until the process ends.
+    pub async fn serve(self, addr: SocketAddr) -> std::io::Result<()> {
+        let set = MetricsSet::default();
+        set.add(&self);
+        set.serve(addr).await
+    }
+}
+
+/// The metrics of several registries (a multi-table host: one per table, one for the source),
+/// served as one exposition.
+#[derive(Clone, Default)]
+pub struct MetricsSet(Arc<Mutex<Vec<Registry>>>);
+
+impl MetricsSet {
+    /// Serves `metrics` too (from now on).
+    pub fn add(&self, metrics: &Metrics) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(metrics.registry.clone());
+    }
+
+    /// The text exposition of every registry, families of one name merged.
+    pub fn render(&self) -> String {
+        let mut families: Vec<prometheus::proto::MetricFamily> = Vec::new();
+        for r in self.0.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            for f in r.gather() {
+                match families.iter_mut().find(|x| x.name() == f.name()) {
+                    Some(x) => {
+                        for m in f.get_metric() {
+                            if !x.get_metric().iter().any(|y| y.get_label() == m.get_label()) {
+                                x.mut_metric().push(m.clone());
+                            }
+                        }
+                    }
+                    None => families.push(f),
+                }
+            }
+        }
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&families, &mut buf).expect("encode metrics");
         String::from_utf8(buf).expect("utf-8 metrics")
     }
 

@@ -21,6 +21,7 @@ use crate::decode::{DecodeStats, Decoded, Decoder};
 use crate::error::{PipelineError, SinkError};
 use crate::metrics::{self, Metrics, Stage};
 use crate::progress;
+use crate::route;
 use crate::schema::{ColType, parse_transform, parse_type};
 use crate::sink::catalog::Catalog;
 use crate::sink::commit::committed_positions;
@@ -67,6 +68,9 @@ pub struct Summary {
     /// Seconds spent in each stage (decode, chain, encode, write, commit), threads and tasks summed:
     /// stages run side by side, so they can add up to more than `seconds`.
     pub stage_seconds: std::collections::BTreeMap<&'static str, f64>,
+    /// A multi-table host: each table's run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<Summary>,
 }
 
 /// The default cache directory for compiled plugins.
@@ -80,7 +84,7 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 /// Loads the plugin chain the config names.
 pub fn load_chain(cfg: &Config) -> Result<Chain, PipelineError> {
     let runtime = Runtime::new(cfg.plugins.cache_dir.clone().or_else(default_cache_dir))?;
-    let entries = resolve_entries(&cfg.plugins.dir, &cfg.chain)?;
+    let entries = if cfg.no_plugins { Vec::new() } else { resolve_entries(&cfg.plugins.dir, &cfg.chain)? };
     let chain = Chain::load(&runtime, &cfg.plugins.dir, &entries, chain::limits(&cfg.plugins))?;
     for s in chain.stages() {
         tracing::info!(plugin = %s.identity(), file = %s.origin(), "loaded plugin");
@@ -133,8 +137,17 @@ pub async fn prepare_tables(
     catalog: &Catalog,
     chain: Option<&Chain>,
 ) -> Result<(Table, Table), PipelineError> {
-    catalog::ensure_namespace(catalog, &cfg.table.namespace).await?;
     let spec = table_spec(cfg, chain)?;
+    prepare_tables_as(cfg, catalog, spec).await
+}
+
+/// [`prepare_tables`] for a main table of shape `spec`.
+async fn prepare_tables_as(
+    cfg: &Config,
+    catalog: &Catalog,
+    spec: TableSpec,
+) -> Result<(Table, Table), PipelineError> {
+    catalog::ensure_namespace(catalog, &cfg.table.namespace).await?;
     let main = table::ensure(catalog, &spec).await?;
     let dlq_ident = table::ident(&cfg.table.namespace, &cfg.dead_letter_table())?;
     let mut dlq_spec = dead_letter::spec(dlq_ident);
@@ -320,7 +333,8 @@ pub async fn run<S: Source + 'static>(
     let started = Instant::now();
     let stages_at_start = metrics::stage_seconds();
     let catalog = Arc::new(catalog::open(cfg).await?);
-    let (table, dlq) = prepare_tables(cfg, &catalog, Some(&chain)).await?;
+    let spec = table_spec(cfg, Some(&chain))?;
+    let (table, dlq) = prepare_tables_as(cfg, &catalog, spec).await?;
     let chain_id: Arc<str> = Arc::from(chain.identity());
     let removed = chain.removed_columns();
     let declared: HashMap<String, ColType> =
@@ -628,6 +642,179 @@ pub async fn run<S: Source + 'static>(
     let considered = summary.records.saturating_sub(stats.already_committed);
     warn_if_needed(&mut summary, considered, &source_name);
     Ok(summary)
+}
+
+/// Builds a table's chain, and the hot reload that follows its configuration, for a multi-table
+/// host (the binary's plugin loading: caches, watching, quarantine).
+pub type ChainFactory = Arc<
+    dyn Fn(&Config, &Metrics) -> Result<(Chain, Option<Box<dyn ChainUpdates>>), PipelineError> + Send + Sync,
+>;
+
+/// Runs a host that writes several tables (`[[tables]]`, `[routing]`): `source` is read once and
+/// each record goes to its table, whose pipeline (decode, chain, commits) is [`run`] fed by the
+/// router. A table's pipeline starts when its first record arrives. Every table holds its own
+/// positions; the source acknowledges a position once every table it fed holds it. A table that
+/// takes batches slowly holds the reader back, and so the other tables; a table whose pipeline
+/// fails stops the host (the others commit what they have; each resumes from its own positions).
+pub async fn run_routed<S: Source + 'static>(
+    cfg: &Config,
+    source: S,
+    make_chain: ChainFactory,
+    metrics: &metrics::MetricsSet,
+    source_metrics: Metrics,
+    stop: Arc<AtomicBool>,
+) -> Result<Summary, PipelineError> {
+    let started = Instant::now();
+    let tables: Arc<std::sync::Mutex<Vec<std::sync::mpsc::SyncSender<route::Inbound>>>> = Arc::default();
+    let held = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let handle = Arc::new(route::RouterHandle {
+        tables: tables.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        cfg: cfg.clone(),
+        held: held.clone(),
+    });
+    let (acks_tx, acks_rx) = std::sync::mpsc::channel();
+    let (create_tx, mut create_rx) = mpsc::unbounded_channel::<route::Create>();
+    let progress = Arc::new(route::ReadProgress::default());
+    let mut starter = TableStarter {
+        cfg,
+        make_chain,
+        metrics,
+        acks: acks_tx,
+        progress: progress.clone(),
+        stop: stop.clone(),
+        runs: Vec::new(),
+    };
+    // The configured tables start now (a chain that does not load stops the host before it reads);
+    // default-routed ones with their first record.
+    let mut started_tables = HashMap::new();
+    for i in 0..cfg.entries().len() {
+        let target = route::Target::Entry(i);
+        let (id, tx) = starter.start(&target)?;
+        tables.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
+        started_tables.insert(target, id);
+    }
+    let router = route::Router {
+        progress,
+        routes: route::Routes::new(cfg),
+        started: started_tables,
+        tables,
+        create: create_tx,
+        acks: acks_rx,
+        stop: stop.clone(),
+        batch_size: cfg.sink.batch_size,
+        metrics: source_metrics,
+    };
+    let reader = std::thread::Builder::new()
+        .name("route".into())
+        .spawn(move || router.run(source, handle))
+        .map_err(|e| PipelineError::Internal(format!("cannot start the router thread: {e}")))?;
+    while let Some(route::Create { target, reply }) = create_rx.recv().await {
+        let _ = reply.send(starter.start(&target).map_err(|e| e.to_string()));
+    }
+    let TableStarter { runs, acks, .. } = starter;
+    drop(acks);
+    let mut summary = Summary { table: String::new(), ..Default::default() };
+    let mut failure = None;
+    for (label, task) in runs {
+        match task.await {
+            Ok(Ok(s)) => summary.tables.push(s),
+            Ok(Err(e)) => {
+                tracing::error!(table = %label, error = %e, "table pipeline failed");
+                failure.get_or_insert(e);
+            }
+            Err(e) => {
+                failure.get_or_insert(PipelineError::Internal(format!(
+                    "{label}: the pipeline task ended abnormally: {e}"
+                )));
+            }
+        }
+    }
+    let routed = reader.join().map_err(|p| worker_panic("route", p))?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let routed = routed?;
+    if summary.tables.len() == 1 {
+        // One table took everything: its run is the host's.
+        let mut one = summary.tables.pop().expect("one table");
+        one.records = routed.records;
+        one.filtered += routed.unrouted;
+        let skipped = held.load(Ordering::Relaxed);
+        one.already_committed += skipped;
+        if skipped > 0 && one.records == 0 {
+            warn_if_needed(&mut one, 0, "the input");
+        }
+        one.seconds = started.elapsed().as_secs_f64();
+        return Ok(one);
+    }
+    summary.records = routed.records;
+    summary.filtered = routed.unrouted;
+    summary.already_committed = held.load(Ordering::Relaxed);
+    if summary.already_committed > 0 && summary.records == 0 {
+        warn_if_needed(&mut summary, 0, "the input");
+    }
+    for t in &summary.tables {
+        summary.events += t.events;
+        summary.rows_committed += t.rows_committed;
+        summary.dropped += t.dropped;
+        summary.rejected += t.rejected;
+        summary.plugin_failures += t.plugin_failures;
+        summary.dead_letters += t.dead_letters;
+        summary.tombstones += t.tombstones;
+        summary.messages += t.messages;
+        summary.truncates += t.truncates;
+        summary.toast_placeholders += t.toast_placeholders;
+        summary.filtered += t.filtered;
+        summary.commits += t.commits;
+        summary.data_files += t.data_files;
+        summary.already_committed += t.already_committed;
+    }
+    summary.table = summary.tables.iter().map(|t| t.table.as_str()).collect::<Vec<_>>().join(", ");
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary.events_per_second = summary.events as f64 / summary.seconds.max(1e-9);
+    Ok(summary)
+}
+
+/// Starts the pipelines of a multi-table host's tables.
+struct TableStarter<'a> {
+    cfg: &'a Config,
+    make_chain: ChainFactory,
+    metrics: &'a metrics::MetricsSet,
+    acks: std::sync::mpsc::Sender<(usize, crate::sink::commit::Positions)>,
+    progress: Arc<route::ReadProgress>,
+    stop: Arc<AtomicBool>,
+    /// Each table's label and running pipeline, in id order.
+    runs: Vec<(String, tokio::task::JoinHandle<Result<Summary, PipelineError>>)>,
+}
+
+impl TableStarter<'_> {
+    /// Starts the pipeline of `target`'s table: its id and where its batches go.
+    fn start(
+        &mut self,
+        target: &route::Target,
+    ) -> Result<(usize, std::sync::mpsc::SyncSender<route::Inbound>), PipelineError> {
+        let cfg = self.cfg;
+        let table = match target {
+            route::Target::Entry(i) => cfg.entries()[*i].clone(),
+            route::Target::Default(ns, name) => cfg.routing.table(ns, name),
+            route::Target::Nowhere => return Err(PipelineError::Internal("no table to start".into())),
+        };
+        let table_cfg = cfg.for_table(&table);
+        let label = format!("{}.{}.{}", cfg.catalog.name, table.namespace, table.name);
+        let m = Metrics::for_table(&cfg.pipeline_id, &label);
+        self.metrics.add(&m);
+        let (chain, updates) = (self.make_chain)(&table_cfg, &m)
+            .map_err(|e| PipelineError::Internal(format!("table {label}: {e}")))?;
+        tracing::info!(table = %label, chain = %chain.identity(), "table pipeline starting");
+        let (tx, rx) = std::sync::mpsc::sync_channel(route::QUEUED_PER_TABLE);
+        let id = self.runs.len();
+        let src = route::RouteSource::new(id, label.clone(), rx, self.acks.clone(), self.progress.clone());
+        let options = RunOptions { updates, stop: self.stop.clone() };
+        let task = tokio::spawn(async move { run(&table_cfg, src, chain, &m, options).await });
+        self.runs.push((label, task));
+        Ok((id, tx))
+    }
 }
 
 /// Says prominently when a run wrote mostly dead letters, or nothing because the table already

@@ -104,6 +104,8 @@ pub async fn ensure_namespace(catalog: &Catalog, namespace: &str) -> Result<Name
         match catalog.create_namespace(&ns, HashMap::new()).await {
             Ok(_) => {}
             Err(e) if e.kind() == iceberg::ErrorKind::NamespaceAlreadyExists => {}
+            // Another writer created it meanwhile (some catalogs report that as a constraint error).
+            Err(_) if catalog.namespace_exists(&ns).await.unwrap_or(false) => {}
             Err(source) => {
                 return Err(SinkError::Catalog {
                     context: format!("creating namespace `{namespace}`"),

@@ -270,6 +270,14 @@ impl Tables {
             return Ok(());
         }
         self.open_mirror(&events.key_columns).await?;
+        // A delete removes its key's row whatever the chain did with it: it never is a row.
+        let mut batch = batch;
+        if batch.ops.contains(&crate::change::Op::Delete) {
+            let keep: Vec<bool> = batch.ops.iter().map(|o| *o != crate::change::Op::Delete).collect();
+            batch.retain(&keep).map_err(|e| {
+                PipelineError::Internal(format!("leaving deletes out of a mirror's rows: {e}"))
+            })?;
+        }
         let rows = if batch.is_empty() { None } else { self.encode(&batch, dead).await? };
         let table = self.main.table().clone();
         let mirror = self.mirror.as_mut().expect("opened");

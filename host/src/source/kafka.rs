@@ -195,7 +195,7 @@ impl ConsumerContext for Context {
 }
 
 /// Offsets to start each partition at: the table's positions, else the group's committed offsets,
-/// else `auto_offset_reset`.
+/// else `auto_offset_reset` (for several tables: the lower of the tables' and the group's).
 fn start_offsets(
     consumer: &BaseConsumer<Context>,
     handle: Option<&dyn PipelineHandle>,
@@ -206,9 +206,10 @@ fn start_offsets(
         Some(h) => h.table_positions().map_err(|e| format!("cannot read the table's positions: {e}"))?,
         None => BTreeMap::new(),
     };
+    let several = handle.is_some_and(|h| h.several_tables());
     let mut query = TopicPartitionList::new();
     for (t, p) in parts {
-        if !table.contains_key(&stream_name(t, *p)) {
+        if several || !table.contains_key(&stream_name(t, *p)) {
             query.add_partition(t, *p);
         }
     }
@@ -229,6 +230,7 @@ fn start_offsets(
     let mut tpl = TopicPartitionList::new();
     for (t, p) in parts {
         let offset = match (table.get(&stream_name(t, *p)), group.get(&(t.clone(), *p))) {
+            (Some(o), Some(g)) if several => Offset::Offset(*o.min(g)),
             (Some(o), _) => Offset::Offset(*o),
             (None, Some(o)) => Offset::Offset(*o),
             (None, None) => match reset {
@@ -322,6 +324,11 @@ impl KafkaSource {
             .set("queued.min.messages", "10000")
             .set("queued.max.messages.kbytes", "16384")
             .set("fetch.queue.backoff.ms", "5");
+        if cfg.topics.iter().any(|t| t.starts_with('^')) {
+            // A pattern subscription sees topics created later (a new source table) at the next
+            // metadata refresh: every 10 s rather than librdkafka's 5 minutes.
+            client.set("topic.metadata.refresh.interval.ms", "10000");
+        }
         if let Err((key, message)) = cfg.check_assignment_protocol() {
             return Err(PipelineError::Source(format!("config key `{key}`: {message}")));
         }
@@ -361,18 +368,31 @@ impl KafkaSource {
         let timeout = Duration::from_secs(30);
         let mut parts = Vec::new();
         for topic in &self.cfg.topics {
-            let md = self.consumer.fetch_metadata(Some(topic), timeout).map_err(|e| {
+            // A pattern (`^...`) takes every topic whose name it matches.
+            let pattern = match topic.starts_with('^') {
+                true => Some(
+                    regex_lite::Regex::new(topic)
+                        .map_err(|e| PipelineError::Source(format!("topic pattern `{topic}`: {e}")))?,
+                ),
+                false => None,
+            };
+            let md = self.consumer.fetch_metadata(pattern.is_none().then_some(topic.as_str()), timeout).map_err(|e| {
                 PipelineError::Source(format!(
                     "cannot read metadata of topic `{topic}` from {}: {e} (is Kafka running? `scripts/stack status`)",
                     self.cfg.bootstrap_servers.join(",")
                 ))
             })?;
             for t in md.topics() {
+                if let Some(p) = &pattern
+                    && (t.name().starts_with("__") || !p.is_match(t.name()))
+                {
+                    continue;
+                }
                 if let Some(err) = t.error() {
-                    return Err(PipelineError::Source(format!("topic `{topic}`: {err:?}")));
+                    return Err(PipelineError::Source(format!("topic `{}`: {err:?}", t.name())));
                 }
                 for p in t.partitions() {
-                    parts.push((topic.clone(), p.id()));
+                    parts.push((t.name().to_string(), p.id()));
                 }
             }
         }

@@ -37,6 +37,12 @@ pub trait PipelineHandle: Send + Sync {
     fn flush(&self) -> Result<(), FlushError>;
     /// The positions (stream → next offset) the table holds for this pipeline, read fresh.
     fn table_positions(&self) -> Result<BTreeMap<String, i64>, String>;
+    /// Whether [`Self::table_positions`] are the lowest of several tables' positions, some of which
+    /// may not know a stream the others fed from: a consumer then starts each partition at the
+    /// lower of that and its group's committed offset (acknowledged only once every table held it).
+    fn several_tables(&self) -> bool {
+        false
+    }
     /// The source skipped `records` records the table already held (resuming an input).
     fn already_held(&self, records: u64) {
         let _ = records;

@@ -96,7 +96,7 @@ impl Loader {
 
     fn read(&self, cfg: &Config) -> Result<Candidate, ReloadError> {
         let dir = &cfg.plugins.dir;
-        let resolved = resolve_entries(dir, &cfg.chain)?;
+        let resolved = if cfg.no_plugins { Vec::new() } else { resolve_entries(dir, &cfg.chain)? };
         let mut entries = Vec::with_capacity(resolved.len());
         let mut stamps = Vec::with_capacity(resolved.len());
         let mut fp = Vec::with_capacity(resolved.len());

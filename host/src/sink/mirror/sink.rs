@@ -125,7 +125,8 @@ impl MirrorSink {
             .map_err(|e| ctx("reading the manifest list", e))?;
         let mut data = Vec::new();
         let mut delete_files = Vec::new();
-        for mf in list.consume_entries() {
+        let manifests: Vec<_> = list.consume_entries().into_iter().collect();
+        for mf in manifests {
             let manifest =
                 mf.load_manifest(table.file_io()).await.map_err(|e| ctx("reading a manifest", e))?;
             for e in manifest.entries().iter().filter(|e| e.is_alive()) {
