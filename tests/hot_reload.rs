@@ -774,3 +774,58 @@ fn the_shipped_business_rules_entry_fails_closed() {
     assert_eq!(dead.len(), 30);
     assert!(dead.iter().all(|d| d["reason"].as_str().unwrap().contains("trapped")));
 }
+
+/// A Debezium insert of order `id` (source table `public.orders`).
+fn order_event(id: u64) -> String {
+    format!(
+        r#"{{"before":null,"after":{{"order_id":{id},"note":"o{id}"}},"source":{{"connector":"postgresql","ts_ms":1700000000000,"snapshot":"false","db":"shop","schema":"public","table":"orders","lsn":{id}}},"op":"c","ts_ms":1700000000000}}"#
+    ) + "\n"
+}
+
+/// Two tables with their own chains: a change to one entry's chain swaps that table's chain and
+/// leaves the other's running as it was.
+#[test]
+fn a_chain_change_applies_to_the_tables_whose_chain_changed() {
+    let (dir, plugins) = stamp_dir(&[]);
+    let orders = |chain: &str| {
+        format!(
+            "[[chain]]\nplugin = \"stamp\"\n\n[[tables]]\nsource = [\"public.orders\"]\nnamespace = \"shop\"\nname = \"orders\"\nchain = {chain}\n"
+        )
+    };
+    let cfg = write_config(dir.path(), &orders("[{ plugin = \"stamp\" }]"), &[]);
+    let wh = dir.path().join("wh");
+    let port = free_port();
+    let mut host = Running::streaming(dir.path(), &cfg, &plugins, &wh, 100, port);
+    let wait = Duration::from_secs(120);
+    host.wait_log("about watching", wait, |v| message(v).starts_with("hot reload: watching"));
+    host.send(&(events(1..=50) + &(1..=50).map(order_event).collect::<String>()));
+    wait_batches(port, 2);
+
+    write_config(dir.path(), &orders("[]"), &[]);
+    host.wait_log("about the orders chain swapping", wait, |v| message(v) == "plugin chain swapped");
+    host.send(&(events(51..=100) + &(51..=100).map(order_event).collect::<String>()));
+    let (ok, summary, logs) = host.finish();
+    assert!(ok, "{summary}");
+    let swaps = logs.iter().filter(|v| message(v) == "plugin chain swapped").count();
+    assert_eq!(swaps, 1, "only the orders table's chain changed");
+
+    let version = |table: &str, key: &str| -> Vec<(i64, Value)> {
+        let mut v: Vec<(i64, Value)> = rows(&read_table(&wh, table))
+            .iter()
+            .map(|r| (r[key].as_i64().unwrap(), r.get(VERSION_COLUMN).cloned().unwrap_or(Value::Null)))
+            .collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
+    };
+    let customers = version(TABLE, "customer_id");
+    assert_eq!(customers.len(), 100);
+    assert!(
+        customers.iter().all(|(_, v)| !v.is_null()),
+        "the customers chain stamps every row: {customers:?}"
+    );
+    let orders = version("shop.orders", "order_id");
+    assert_eq!(orders.len(), 100);
+    for (id, v) in orders {
+        assert_eq!(v.is_null(), id > 50, "order {id}: stamped by the chain it ran through");
+    }
+}

@@ -665,7 +665,7 @@ pub async fn run_routed<S: Source + 'static>(
     stop: Arc<AtomicBool>,
 ) -> Result<Summary, PipelineError> {
     let started = Instant::now();
-    let tables: Arc<std::sync::Mutex<Vec<std::sync::mpsc::SyncSender<route::Inbound>>>> = Arc::default();
+    let tables: route::Queues = Arc::default();
     let held = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let handle = Arc::new(route::RouterHandle {
         tables: tables.clone(),
@@ -690,8 +690,8 @@ pub async fn run_routed<S: Source + 'static>(
     let mut started_tables = HashMap::new();
     for i in 0..cfg.entries().len() {
         let target = route::Target::Entry(i);
-        let (id, tx) = starter.start(&target)?;
-        tables.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
+        let (id, queue) = starter.start(&target)?;
+        tables.lock().unwrap_or_else(|e| e.into_inner()).push(queue);
         started_tables.insert(target, id);
     }
     let router = route::Router {
@@ -790,10 +790,7 @@ struct TableStarter<'a> {
 
 impl TableStarter<'_> {
     /// Starts the pipeline of `target`'s table: its id and where its batches go.
-    fn start(
-        &mut self,
-        target: &route::Target,
-    ) -> Result<(usize, std::sync::mpsc::SyncSender<route::Inbound>), PipelineError> {
+    fn start(&mut self, target: &route::Target) -> Result<(usize, route::Queue), PipelineError> {
         let cfg = self.cfg;
         let table = match target {
             route::Target::Entry(i) => cfg.entries()[*i].clone(),
@@ -813,7 +810,7 @@ impl TableStarter<'_> {
         let options = RunOptions { updates, stop: self.stop.clone() };
         let task = tokio::spawn(async move { run(&table_cfg, src, chain, &m, options).await });
         self.runs.push((label, task));
-        Ok((id, tx))
+        Ok((id, route::Queue { table: table::ident(&table.namespace, &table.name)?, tx }))
     }
 }
 
@@ -881,12 +878,29 @@ fn record_stats(s: &mut Summary, m: &Metrics, w: &Work) {
     }
 }
 
-/// Runs maintenance once on the configured table and its dead-letter table.
+/// Runs maintenance once on every table of the configuration and its dead-letter table (and, for a
+/// routing host, every table of the default template's namespace).
 pub async fn maintain(cfg: &Config) -> Result<Vec<crate::sink::maintain::MaintenanceReport>, PipelineError> {
     let catalog = catalog::open(cfg).await?;
+    // The configured table and its dead letters; a routing host's other tables and the tables its
+    // default created (every table of the template's namespace).
+    let mut idents = vec![
+        table::ident(&cfg.table.namespace, &cfg.table.name)?,
+        table::ident(&cfg.table.namespace, &cfg.dead_letter_table())?,
+    ];
+    for t in &cfg.tables {
+        idents.push(table::ident(&t.namespace, &t.name)?);
+        idents.push(table::ident(&t.namespace, &format!("{}_dlq", t.name))?);
+    }
+    if let Some((ns, _)) = cfg.routing.table_for("s", "t")
+        && let Ok(list) = catalog.iceberg().list_tables(&iceberg::NamespaceIdent::new(ns)).await
+    {
+        idents.extend(list);
+    }
+    let mut seen = std::collections::HashSet::new();
+    idents.retain(|i| seen.insert(i.clone()));
     let mut reports = Vec::new();
-    for name in [cfg.table.name.clone(), cfg.dead_letter_table()] {
-        let ident = table::ident(&cfg.table.namespace, &name)?;
+    for ident in idents {
         if !catalog.iceberg().table_exists(&ident).await.unwrap_or(false) {
             continue;
         }

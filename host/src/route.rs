@@ -182,6 +182,9 @@ impl Routes {
 /// What the router hands a table's pipeline.
 pub enum Inbound {
     Batch(RawBatch),
+    /// The positions the table holds, read at a (re)assignment of partitions: records below them
+    /// are left out (the consumer may start a partition lower, for another table's sake).
+    Floor(Positions),
     /// Commit everything handed over so far (before Kafka partitions move), then answer.
     Flush(Sender<Result<(), FlushError>>),
 }
@@ -194,6 +197,7 @@ pub struct RouteSource {
     handle: Option<Arc<dyn PipelineHandle>>,
     acks: Sender<(usize, Positions)>,
     progress: Arc<ReadProgress>,
+    floor: Positions,
 }
 
 /// How far the router has read its source (bytes read, and the input's size when known), for the
@@ -232,7 +236,28 @@ impl RouteSource {
         acks: Sender<(usize, Positions)>,
         progress: Arc<ReadProgress>,
     ) -> Self {
-        Self { id, name, inbound, handle: None, acks, progress }
+        Self { id, name, inbound, handle: None, acks, progress, floor: Positions::new() }
+    }
+}
+
+impl RouteSource {
+    /// Leaves out the records of `batch` below the floor; returns how many.
+    fn leave_out_held(&self, batch: &mut RawBatch) -> u64 {
+        if self.floor.is_empty() {
+            return 0;
+        }
+        let floors: Vec<Option<i64>> = batch.streams.iter().map(|s| self.floor.get(&**s).copied()).collect();
+        let held = |i: usize| floors[batch.stream[i] as usize].is_some_and(|f| batch.offsets[i] < f);
+        let n = (0..batch.len()).filter(|&i| held(i)).count();
+        if n == 0 {
+            return 0;
+        }
+        let mut kept = RawBatch { streams: batch.streams.clone(), ..Default::default() };
+        for i in (0..batch.len()).filter(|&i| !held(i)) {
+            kept.push(batch.stream[i], batch.offsets[i], batch.record(i));
+        }
+        *batch = kept;
+        n as u64
     }
 }
 
@@ -246,7 +271,21 @@ impl Source for RouteSource {
         out.clear();
         out.streams.clear();
         match self.inbound.recv_timeout(Duration::from_millis(100)) {
-            Ok(Inbound::Batch(b)) => *out = b,
+            Ok(Inbound::Batch(b)) => {
+                *out = b;
+                let held = self.leave_out_held(out);
+                if held > 0
+                    && let Some(h) = &self.handle
+                {
+                    h.already_held(held);
+                }
+            }
+            Ok(Inbound::Floor(p)) => {
+                for (s, o) in p {
+                    let f = self.floor.entry(s).or_insert(o);
+                    *f = (*f).max(o);
+                }
+            }
             Ok(Inbound::Flush(reply)) => {
                 let r = self.handle.as_ref().map_or(Err(FlushError::Stopped), |h| h.flush());
                 let _ = reply.send(r);
@@ -338,9 +377,19 @@ impl Acks {
 /// A request for the pipeline of a table the router met for the first time.
 pub struct Create {
     pub target: Target,
-    /// The new table's id and where its batches go, or why it could not start.
-    pub reply: Sender<Result<(usize, SyncSender<Inbound>), String>>,
+    /// The new table's id and queue, or why it could not start.
+    pub reply: Sender<Result<(usize, Queue), String>>,
 }
+
+/// Where a table's batches go.
+#[derive(Clone)]
+pub struct Queue {
+    pub table: iceberg::TableIdent,
+    pub tx: SyncSender<Inbound>,
+}
+
+/// Every table's queue, in id order.
+pub type Queues = Arc<Mutex<Vec<Queue>>>;
 
 /// Batches queued for one table's pipeline: a slow table holds the reader back (and with it every
 /// other table) rather than buffering without bound.
@@ -348,8 +397,7 @@ pub const QUEUED_PER_TABLE: usize = 2;
 
 /// What the consumer can ask of a multi-table host.
 pub struct RouterHandle {
-    /// Every table's inbound queue, in id order.
-    pub tables: Arc<Mutex<Vec<SyncSender<Inbound>>>>,
+    pub tables: Queues,
     pub runtime: tokio::runtime::Handle,
     pub cfg: Config,
     /// Records the source skipped because every table held them.
@@ -360,9 +408,9 @@ impl PipelineHandle for RouterHandle {
     fn flush(&self) -> Result<(), FlushError> {
         let tables = self.tables.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut answers = Vec::new();
-        for tx in tables {
+        for q in tables {
             let (reply, answer) = std::sync::mpsc::channel();
-            if tx.send(Inbound::Flush(reply)).is_ok() {
+            if q.tx.send(Inbound::Flush(reply)).is_ok() {
                 answers.push(answer);
             }
         }
@@ -376,7 +424,21 @@ impl PipelineHandle for RouterHandle {
     }
 
     fn table_positions(&self) -> Result<Positions, String> {
-        self.runtime.block_on(lowest_positions(&self.cfg)).map_err(|e| e.to_string())
+        let tables = self.tables.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        self.runtime
+            .block_on(async {
+                let catalog = crate::sink::catalog::open(&self.cfg).await?;
+                // Each running table leaves out what its table now holds: a partition may start
+                // lower than that (another table's position, the group's offset).
+                for q in &tables {
+                    if let Ok(t) = catalog.load(&q.table).await {
+                        let held = crate::sink::commit::committed_positions(&t, &self.cfg.pipeline_id);
+                        let _ = q.tx.send(Inbound::Floor(held));
+                    }
+                }
+                lowest_positions(&self.cfg, &catalog).await
+            })
+            .map_err(|e| e.to_string())
     }
 
     fn several_tables(&self) -> bool {
@@ -391,10 +453,12 @@ impl PipelineHandle for RouterHandle {
 /// Per stream, the lowest position any table of this host holds (the configured tables, and the
 /// default-routed tables of earlier runs: every table of the template's namespace with positions
 /// of this pipeline).
-async fn lowest_positions(cfg: &Config) -> Result<Positions, crate::error::SinkError> {
-    let catalog = crate::sink::catalog::open(cfg).await?;
+async fn lowest_positions(
+    cfg: &Config,
+    catalog: &crate::sink::catalog::Catalog,
+) -> Result<Positions, crate::error::SinkError> {
     let mut idents = Vec::new();
-    for t in &cfg.tables {
+    for t in cfg.entries() {
         idents.push(crate::sink::table::ident(&t.namespace, &t.name)?);
     }
     if let Some((ns, _)) = cfg.routing.table_for("s", "t") {
@@ -434,7 +498,7 @@ pub struct Router {
     pub routes: Routes,
     /// Tables whose pipelines already run: their ids.
     pub started: HashMap<Target, usize>,
-    pub tables: Arc<Mutex<Vec<SyncSender<Inbound>>>>,
+    pub tables: Queues,
     pub create: tokio::sync::mpsc::UnboundedSender<Create>,
     pub acks: Receiver<(usize, Positions)>,
     pub stop: Arc<AtomicBool>,
@@ -542,8 +606,8 @@ impl Router {
                                     let (reply, answer) = std::sync::mpsc::channel();
                                     let asked = create.send(Create { target: target.clone(), reply }).is_ok();
                                     match answer.recv() {
-                                        Ok(Ok((id, tx))) if asked => {
-                                            tables.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
+                                        Ok(Ok((id, queue))) if asked => {
+                                            tables.lock().unwrap_or_else(|e| e.into_inner()).push(queue);
                                             ids.insert(target, id);
                                             id as u32
                                         }
@@ -624,12 +688,14 @@ impl Router {
                 }
             }
             for (id, part) in parts {
-                if queues[id as usize].send(Inbound::Batch(part)).is_err() {
-                    // That table's pipeline stopped: stop them all (each resumes at its own positions).
-                    stop.store(true, Ordering::Relaxed);
-                    failure.get_or_insert_with(|| {
-                        PipelineError::Internal("a table's pipeline stopped; see its error above".into())
-                    });
+                if queues[id as usize].tx.send(Inbound::Batch(part)).is_err() {
+                    // That table's pipeline ended: asked to (a signal, a quarantine that stops), or it
+                    // failed. Either way the others stop too (each resumes at its own positions).
+                    if !stop.swap(true, Ordering::Relaxed) {
+                        failure.get_or_insert_with(|| {
+                            PipelineError::Internal("a table's pipeline stopped; see its error above".into())
+                        });
+                    }
                 }
             }
         }

@@ -480,6 +480,7 @@ impl Watch {
         self.restart_warned = restart;
         let mut cfg = self.base.clone();
         cfg.chain = new.chain;
+        cfg.no_plugins = new.no_plugins;
         cfg.plugins.batch_deadline_ms = new.plugins.batch_deadline_ms;
         cfg.plugins.memory_limit_mb = new.plugins.memory_limit_mb;
         cfg.plugins.quarantine_after = new.plugins.quarantine_after;
