@@ -158,7 +158,7 @@ async fn prepare_tables_as(
 
 /// Batches queued between the transform thread and the writer (deep enough that decoding goes
 /// on while a commit writes its files).
-const QUEUED_BATCHES: usize = 16;
+const QUEUED_BATCHES: usize = 8;
 
 /// Decoded batches queued between the reading and the transform threads.
 const DECODED_BATCHES: usize = 2;
@@ -494,6 +494,10 @@ pub async fn run<S: Source + 'static>(
                         mirror::key_events(&mut batch, truncates, &key, &key_types, &mut dead)
                     });
                     let chain_stats = chain.apply_at(&mut batch, &mut dead, &|o| raw.position(o as usize));
+                    let mut mirror = mirror;
+                    if let Some(m) = mirror.as_mut() {
+                        m.keep_values_of_left_out(&batch.origins);
+                    }
                     // Only dead letters need the record text downstream: a queued batch holds
                     // its decoded rows, not its input too.
                     let mut letters: Vec<bool> = vec![false; raw.len()];

@@ -393,7 +393,7 @@ pub type Queues = Arc<Mutex<Vec<Queue>>>;
 
 /// Batches queued for one table's pipeline: a slow table holds the reader back (and with it every
 /// other table) rather than buffering without bound.
-pub const QUEUED_PER_TABLE: usize = 2;
+pub const QUEUED_PER_TABLE: usize = 1;
 
 /// What the consumer can ask of a multi-table host.
 pub struct RouterHandle {
@@ -687,7 +687,9 @@ impl Router {
                     parts.extend(by_id);
                 }
             }
-            for (id, part) in parts {
+            for (id, mut part) in parts {
+                // Queued batches hold their bytes only (not the growth slack of filling them).
+                part.buf.shrink_to_fit();
                 if queues[id as usize].tx.send(Inbound::Batch(part)).is_err() {
                     // That table's pipeline ended: asked to (a signal, a quarantine that stops), or it
                     // failed. Either way the others stop too (each resumes at its own positions).

@@ -43,7 +43,7 @@ pub struct KeyedEvent {
     pub key: Key,
     /// The source LSN: a primary-key change is a delete and a create at one LSN.
     pub lsn: Option<i64>,
-    /// The event's row in [`MirrorEvents::values`].
+    /// The event's row in [`MirrorEvents::values`] (`u32::MAX`: none).
     pub row: u32,
 }
 
@@ -57,6 +57,36 @@ pub struct MirrorEvents {
     /// The text and binary columns of the events' `after` images as the source sent them (one row
     /// per event): a row the chain leaves out keeps its large values from here.
     pub values: Vec<(Arc<str>, ArrayRef)>,
+}
+
+impl MirrorEvents {
+    /// After the chain: keeps the source values of the events it left out only (`kept`: the
+    /// origins of the rows it kept, in order), the only ones a mirror holds values for. Memory of a
+    /// queued batch then does not hold every source row twice.
+    pub fn keep_values_of_left_out(&mut self, kept: &[u32]) {
+        if self.values.is_empty() {
+            return;
+        }
+        let kept: std::collections::HashSet<u32> = kept.iter().copied().collect();
+        let mut rows = Vec::new();
+        for ev in &mut self.events {
+            if ev.delete || kept.contains(&ev.origin) {
+                ev.row = u32::MAX;
+            } else {
+                rows.push(ev.row);
+                ev.row = (rows.len() - 1) as u32;
+            }
+        }
+        if rows.is_empty() {
+            self.values.clear();
+            return;
+        }
+        let indices = arrow_array::UInt32Array::from(rows);
+        self.values = std::mem::take(&mut self.values)
+            .into_iter()
+            .filter_map(|(name, a)| arrow_select::take::take(&a, &indices, None).ok().map(|t| (name, t)))
+            .collect();
+    }
 }
 
 /// Text form of `array`'s values after casting to `ty` (the table's type), the form keys compare in.

@@ -417,8 +417,9 @@ impl MirrorSink {
         cache: &mut HashMap<u32, RecordBatch>,
     ) -> Result<Vec<(Arc<str>, Held)>, SinkError> {
         let mut out = Vec::new();
-        for (col, array) in values {
-            let v = match Held::from_array(array.as_ref(), ev.row as usize) {
+        let row = ev.row as usize;
+        for (col, array) in values.iter().filter(|(_, a)| row < a.len()) {
+            let v = match Held::from_array(array.as_ref(), row) {
                 Some(v) => Some(v),
                 None if toasted.contains(&&**col) => match from.0 {
                     Some(loc) => self
