@@ -143,7 +143,8 @@ impl Routes {
     }
 
     /// The table of a record from `topic` whose Debezium source is `source`. Without a source
-    /// block (a tombstone), the topic's Debezium name (`prefix.schema.table`) stands for it.
+    /// block (a tombstone), the topic's Debezium name (`prefix.schema.table`) stands for it; a record
+    /// with neither goes with the first table (it is not Debezium: its dead letter lands there).
     pub fn target(&self, topic: Option<&str>, source: Option<(&str, &str)>) -> Target {
         let named = topic.and_then(|t| {
             let mut parts = t.rsplitn(3, '.');
