@@ -892,14 +892,12 @@ pub async fn maintain(cfg: &Config) -> Result<Vec<crate::sink::maintain::Mainten
         table::ident(&cfg.table.namespace, &cfg.table.name)?,
         table::ident(&cfg.table.namespace, &cfg.dead_letter_table())?,
     ];
-    for t in &cfg.tables {
-        idents.push(table::ident(&t.namespace, &t.name)?);
-        idents.push(table::ident(&t.namespace, &format!("{}_dlq", t.name))?);
-    }
-    if let Some((ns, _)) = cfg.routing.table_for("s", "t")
-        && let Ok(list) = catalog.iceberg().list_tables(&iceberg::NamespaceIdent::new(ns)).await
-    {
-        idents.extend(list);
+    let mains =
+        cfg.tables.iter().map(|t| table::ident(&t.namespace, &t.name)).collect::<Result<Vec<_>, _>>()?;
+    for ident in mains.into_iter().chain(route::default_routed_tables(cfg, &catalog).await) {
+        let dead_letters = format!("{}_dlq", ident.name());
+        idents.push(iceberg::TableIdent::new(ident.namespace().clone(), dead_letters));
+        idents.push(ident);
     }
     let mut seen = std::collections::HashSet::new();
     idents.retain(|i| seen.insert(i.clone()));

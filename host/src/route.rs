@@ -429,15 +429,7 @@ impl PipelineHandle for RouterHandle {
         self.runtime
             .block_on(async {
                 let catalog = crate::sink::catalog::open(&self.cfg).await?;
-                // Each running table leaves out what its table now holds: a partition may start
-                // lower than that (another table's position, the group's offset).
-                for q in &tables {
-                    if let Ok(t) = catalog.load(&q.table).await {
-                        let held = crate::sink::commit::committed_positions(&t, &self.cfg.pipeline_id);
-                        let _ = q.tx.send(Inbound::Floor(held));
-                    }
-                }
-                lowest_positions(&self.cfg, &catalog).await
+                lowest_positions(&self.cfg, &catalog, &tables).await
             })
             .map_err(|e| e.to_string())
     }
@@ -452,35 +444,52 @@ impl PipelineHandle for RouterHandle {
 }
 
 /// Per stream, the lowest position any table of this host holds (the configured tables, and the
-/// default-routed tables of earlier runs: every table of the template's namespace with positions
-/// of this pipeline).
+/// default-routed tables of this and earlier runs). Each running table (`running`) is told what its
+/// table holds, to leave that out: a partition may start lower (another table's position, the
+/// group's offset).
 async fn lowest_positions(
     cfg: &Config,
     catalog: &crate::sink::catalog::Catalog,
+    running: &[Queue],
 ) -> Result<Positions, crate::error::SinkError> {
     let mut idents = Vec::new();
     for t in cfg.entries() {
         idents.push(crate::sink::table::ident(&t.namespace, &t.name)?);
     }
-    if let Some((ns, _)) = cfg.routing.table_for("s", "t") {
-        let namespace = iceberg::NamespaceIdent::new(ns);
-        if let Ok(list) = catalog.iceberg().list_tables(&namespace).await {
-            for i in list {
-                if !idents.contains(&i) {
-                    idents.push(i);
-                }
-            }
+    for i in default_routed_tables(cfg, catalog).await {
+        if !idents.contains(&i) {
+            idents.push(i);
         }
     }
     let mut low = Positions::new();
     for ident in idents {
         let Ok(table) = catalog.load(&ident).await else { continue };
-        for (stream, p) in crate::sink::commit::committed_positions(&table, &cfg.pipeline_id) {
-            let l = low.entry(stream).or_insert(p);
+        let held = crate::sink::commit::committed_positions(&table, &cfg.pipeline_id);
+        for (stream, &p) in &held {
+            let l = low.entry(stream.clone()).or_insert(p);
             *l = (*l).min(p);
+        }
+        if let Some(q) = running.iter().find(|q| q.table == ident) {
+            let _ = q.tx.send(Inbound::Floor(held));
         }
     }
     Ok(low)
+}
+
+/// The tables the `[routing]` default created (in this run or earlier ones): the tables of the
+/// template's namespace, without their dead-letter twins (`<name>_dlq`).
+pub async fn default_routed_tables(
+    cfg: &Config,
+    catalog: &crate::sink::catalog::Catalog,
+) -> Vec<iceberg::TableIdent> {
+    let Some((ns, _)) = cfg.routing.table_for("s", "t") else { return Vec::new() };
+    let Ok(list) = catalog.iceberg().list_tables(&iceberg::NamespaceIdent::new(ns)).await else {
+        return Vec::new();
+    };
+    let is_twin = |i: &iceberg::TableIdent| {
+        i.name().strip_suffix("_dlq").is_some_and(|main| list.iter().any(|m| m.name() == main))
+    };
+    list.iter().filter(|i| !is_twin(i)).cloned().collect()
 }
 
 /// The topic of a record of `stream`: the record's own (`{"topic": ...}`), else the topic of a

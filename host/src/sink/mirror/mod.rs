@@ -67,10 +67,13 @@ impl MirrorEvents {
         if self.values.is_empty() {
             return;
         }
-        let kept: std::collections::HashSet<u32> = kept.iter().copied().collect();
+        let mut is_kept = vec![false; kept.iter().max().map_or(0, |&m| m as usize + 1)];
+        for &o in kept {
+            is_kept[o as usize] = true;
+        }
         let mut rows = Vec::new();
         for ev in &mut self.events {
-            if ev.delete || kept.contains(&ev.origin) {
+            if ev.delete || is_kept.get(ev.origin as usize).copied().unwrap_or(false) {
                 ev.row = u32::MAX;
             } else {
                 rows.push(ev.row);
