@@ -424,8 +424,8 @@ impl Decoder {
         };
         for (image, side) in [(body.after, Side::After), (body.before, Side::Before)] {
             let Some(Image(entries)) = image else { continue };
-            for (name, value) in &entries {
-                b.append(side, name, value, &ctx, stats)?;
+            for (at, (name, value)) in entries.iter().enumerate() {
+                b.append(side, at, name, value, &ctx, stats)?;
             }
         }
         Ok(())
@@ -500,11 +500,33 @@ impl<'de: 'a, 'a> Visitor<'de> for ImageVisitor<'a> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Image<'a>, A::Error> {
         let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(16));
-        while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(Name(k)) = map.next_key::<Name<'de>>()? {
             let v: &'de RawValue = map.next_value()?;
             entries.push((k, v));
         }
         Ok(Image(entries))
+    }
+}
+
+/// A column name, borrowed from the record unless it has escapes.
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Name<'a> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct NameVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for NameVisitor<'a> {
+            type Value = Name<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a column name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Name<'a>, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Name<'a>, E> {
+                Ok(Name(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(NameVisitor(std::marker::PhantomData))
     }
 }
 
@@ -1014,6 +1036,8 @@ struct ColBuilder {
 struct SideBuilder {
     cols: Vec<ColBuilder>,
     index: FxHashMap<String, usize>,
+    /// Per place in a row image: the column found there in the last row.
+    by_place: Vec<usize>,
     /// Columns seen only with null values so far (their type is not known yet).
     null_only: Vec<String>,
 }
@@ -1095,9 +1119,11 @@ impl BatchBuilder {
         }
     }
 
+    /// Appends the value of column `name`, the `at`-th entry of its row image.
     fn append(
         &mut self,
         side: Side,
+        at: usize,
         name: &str,
         raw: &RawValue,
         ctx: &Ctx<'_>,
@@ -1120,8 +1146,11 @@ impl BatchBuilder {
             }
         }
         let hint = ctx.hints.and_then(|h| h.fields.get(name).copied());
-        let idx = match sb.index.get(name) {
-            Some(&i) => i,
+        // Records of one table list their columns in one order: the column at this place in the
+        // last record is the likely one.
+        let cached = sb.by_place.get(at).copied().filter(|&i| sb.cols.get(i).is_some_and(|c| c.name == name));
+        let idx = match cached.or_else(|| sb.index.get(name).copied()) {
+            Some(i) => i,
             None => {
                 let ty = match (ctx.declared.get(name), hint) {
                     (Some(t), _) => *t,
@@ -1139,6 +1168,10 @@ impl BatchBuilder {
                 sb.cols.len() - 1
             }
         };
+        if sb.by_place.len() <= at {
+            sb.by_place.resize(at + 1, usize::MAX);
+        }
+        sb.by_place[at] = idx;
         let col = &mut sb.cols[idx];
         let len = col.b.len();
         if len > row {

@@ -156,9 +156,9 @@ async fn prepare_tables_as(
     Ok((main, dlq))
 }
 
-/// Batches queued between the transform thread and the writer (deep enough that decoding goes
-/// on while a commit writes its files).
-const QUEUED_BATCHES: usize = 8;
+/// Batches queued between the transform thread and the writer. Commits finish their files in a
+/// task of their own, so the writer seldom stalls: a short queue keeps memory down.
+const QUEUED_BATCHES: usize = 3;
 
 /// Decoded batches queued between the reading and the transform threads.
 const DECODED_BATCHES: usize = 2;

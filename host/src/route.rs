@@ -66,7 +66,9 @@ pub fn peek(record: &[u8]) -> Peeked<'_> {
     {
         out.topic = std::str::from_utf8(&rest[..end]).ok();
     }
-    for at in memchr::memmem::find_iter(record, b"\"source\"") {
+    static SOURCE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"source\""));
+    for at in SOURCE.find_iter(record) {
         let rest = record[at + 8..].trim_ascii_start();
         let Some(rest) = rest.strip_prefix(b":") else { continue };
         let rest = rest.trim_ascii_start();

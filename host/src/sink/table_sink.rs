@@ -244,6 +244,21 @@ impl TableSink {
         self.commit_op(chain, Append { files }, rows, n).await
     }
 
+    /// Hands the pending data files (still being written) and positions to an append commit that
+    /// runs elsewhere ([`AppendFlight::run`]) while this sink opens new files for the next records;
+    /// [`Self::land`] takes its outcome. One commit is in flight at a time.
+    /// `None`: nothing to commit.
+    pub fn launch_append(&mut self, chain: &str) -> Result<Option<AppendFlight>, SinkError> {
+        self.check()?;
+        if self.pending.is_empty() && self.pending_rows() == 0 {
+            self.state = State::Idle;
+            return Ok(None);
+        }
+        let writer = self.writer.take();
+        let rows = writer.as_ref().map_or(0, |w| w.rows() as u64);
+        Ok(Some(AppendFlight { launch: self.launch(chain)?, writer, rows }))
+    }
+
     /// Commits `op` (whose files are already written) with the pending positions, fenced; counts
     /// `rows` and `data_files`. A failure deletes the op's files (unless the outcome is unknown) and
     /// stops the sink.
@@ -334,6 +349,28 @@ impl Launch {
         }
         let positions = self.meta.fence.map(|f| f.positions).unwrap_or_default();
         Landing { result, positions }
+    }
+}
+
+/// An append commit's work, run apart from its sink: finish writing the data files, then commit
+/// them with the positions they cover.
+pub struct AppendFlight {
+    launch: Launch,
+    writer: Option<TableWriter>,
+    /// Rows the commit adds.
+    pub rows: u64,
+}
+
+impl AppendFlight {
+    /// Writes what the files still buffer and commits them; returns the landing and the number of
+    /// data files.
+    pub async fn run(self) -> Result<(Landing, u64), SinkError> {
+        let files = match self.writer {
+            Some(w) => w.close().await?,
+            None => Vec::new(),
+        };
+        let n = files.len() as u64;
+        Ok((self.launch.commit(Append { files }).await, n))
     }
 }
 

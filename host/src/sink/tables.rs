@@ -2,8 +2,9 @@
 //! plus what ties them together — encoding, schema evolution, commit triggers, acknowledgements and
 //! background maintenance.
 //!
-//! A mirror commit overlaps the next batches: its files are written and committed by a task while
-//! the pipeline keeps accepting, and it is acknowledged when it lands (at most one in flight).
+//! A commit overlaps the next batches: its files are finished and committed by a task while the
+//! pipeline keeps accepting into new files, and it is acknowledged when it lands (at most one in
+//! flight; the next commit, a schema change or maintenance lands it first).
 //!
 //! Per flush, the dead-letter table commits first, then the main table; each commit carries its
 //! table's positions and is fenced. A main-table commit implies the dead-letter table holds every
@@ -83,15 +84,34 @@ pub struct Tables {
     /// A mirror table's index and pending changes (opened with the first batch, once the key is
     /// known).
     mirror: Option<MirrorSink>,
-    /// A mirror commit writing and committing while the next batches come in.
+    /// A commit writing and committing while the next batches come in.
     flight: Option<Flight>,
 }
 
-/// A mirror commit in flight.
+/// What a commit in flight wrote.
+enum Wrote {
+    /// An append commit: its data files.
+    Append(u64),
+    /// A mirror commit: where its rows landed (the key index follows).
+    Mirror(Written),
+}
+
+impl Wrote {
+    fn data_files(&self) -> u64 {
+        match self {
+            Wrote::Append(n) => *n,
+            Wrote::Mirror(w) => w.data_files,
+        }
+    }
+}
+
+type FlightOutcome = Result<(Landing, Wrote), SinkError>;
+
+/// A commit in flight.
 struct Flight {
-    task: tokio::task::JoinHandle<Result<(Landing, Written), SinkError>>,
+    task: tokio::task::JoinHandle<FlightOutcome>,
     /// Its outcome, once finished and not yet landed.
-    done: Option<Result<(Landing, Written), SinkError>>,
+    done: Option<FlightOutcome>,
     rows: u64,
     started: Instant,
     /// Newest source commit time (ms) among its events.
@@ -169,11 +189,13 @@ impl Tables {
         self.cfg.interval.saturating_sub(self.last_commit.elapsed())
     }
 
-    /// Whether a commit trigger has fired.
+    /// Whether a commit trigger has fired. A mirror also commits when the rows it holds for the
+    /// commit reach the write buffer's size (it holds them in memory until the commit launches).
     pub fn due(&self) -> bool {
         self.main.is_pending()
             && (self.pending_rows() >= self.cfg.commit_rows
                 || self.pending_bytes >= self.cfg.commit_bytes
+                || self.mirror.as_ref().is_some_and(|m| m.pending_bytes() >= self.cfg.files.buffer_bytes)
                 || self.last_commit.elapsed() >= self.cfg.interval)
     }
 
@@ -380,12 +402,13 @@ impl Tables {
         let newest_ts_ms = std::mem::take(&mut self.pending_ts_ms);
         self.pending_bytes = 0;
         let Some(mirror) = self.mirror.as_mut() else {
-            let before = self.main.stats().data_files;
-            if let Some(c) = self.main.commit(&chain, true).await? {
-                let files = self.main.stats().data_files - before;
-                self.committed(c.positions, rows, files, started, newest_ts_ms, c.attempts);
-                self.maybe_start_maintenance();
-            }
+            let Some(flight) = self.main.launch_append(&chain)? else { return Ok(()) };
+            let rows = flight.rows;
+            let task = tokio::spawn(async move {
+                let (landing, files) = flight.run().await?;
+                Ok((landing, Wrote::Append(files)))
+            });
+            self.flight = Some(Flight { task, done: None, rows, started, newest_ts_ms });
             return Ok(());
         };
         // Compaction moves the rows the key index points at: it runs with nothing pending or in
@@ -399,8 +422,11 @@ impl Tables {
             }
             Launched::Flight(f) => {
                 let rows = f.data_rows;
-                self.flight =
-                    Some(Flight { task: tokio::spawn(f.run()), done: None, rows, started, newest_ts_ms });
+                let task = tokio::spawn(async move {
+                    let (landing, written) = f.run().await?;
+                    Ok((landing, Wrote::Mirror(written)))
+                });
+                self.flight = Some(Flight { task, done: None, rows, started, newest_ts_ms });
             }
         }
         if maintain {
@@ -443,12 +469,21 @@ impl Tables {
             self.flight_finished().await;
         }
         let Some(flight) = self.flight.take() else { return Ok(()) };
-        let (landing, written) = flight.done.expect("finished")?;
-        let files = written.data_files;
+        let (landing, wrote) = flight.done.expect("finished")?;
+        let files = wrote.data_files();
         let committed = self.main.land(landing, flight.rows, files)?;
-        self.mirror.as_mut().expect("a flight is a mirror's").land(self.main.table(), written)?;
+        let append = match wrote {
+            Wrote::Mirror(written) => {
+                self.mirror.as_mut().expect("a mirror flight").land(self.main.table(), written)?;
+                false
+            }
+            Wrote::Append(_) => true,
+        };
         let Flight { rows, started, newest_ts_ms, .. } = flight;
         self.committed(committed.positions, rows, files, started, newest_ts_ms, committed.attempts);
+        if append {
+            self.maybe_start_maintenance();
+        }
         Ok(())
     }
 

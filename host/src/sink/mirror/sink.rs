@@ -49,6 +49,8 @@ pub struct MirrorSink {
     flight_rows: Vec<BooleanArray>,
     /// Live rows waiting for the next commit (not counting those in flight).
     live_rows: usize,
+    /// Arrow memory of the batches waiting for the next commit (not counting those in flight).
+    pending_bytes: usize,
     /// Data file id → positions of rows no longer live.
     deletes: BTreeMap<u32, BTreeSet<u64>>,
     /// The snapshot the index reflects.
@@ -89,6 +91,7 @@ impl MirrorSink {
             flight_end: 0,
             flight_rows: Vec::new(),
             live_rows: 0,
+            pending_bytes: 0,
             deletes: BTreeMap::new(),
             snapshot: table.metadata().current_snapshot_id(),
             last_delete: None,
@@ -206,6 +209,12 @@ impl MirrorSink {
         self.live_rows
     }
 
+    /// Arrow memory of the rows waiting for the commit (a mirror holds a commit's rows until it
+    /// launches).
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
+    }
+
     /// Keys in the table (after the pending changes).
     pub fn keys(&self) -> usize {
         self.index.len()
@@ -286,6 +295,7 @@ impl MirrorSink {
         };
         let n = rows.as_ref().map_or(0, RecordBatch::num_rows);
         if let Some(r) = rows {
+            self.pending_bytes += r.get_array_memory_size();
             self.batches.push(PendingBatch { rows: r, keys: vec![None; n] });
         }
         let mut toast_of: HashMap<u32, Vec<&str>> = HashMap::new();
@@ -500,6 +510,7 @@ impl MirrorSink {
         debug_assert!(!self.in_flight(), "one mirror commit in flight at a time");
         self.carry_deleted_row();
         self.hold_tail_delete(sink.table()).await?;
+        self.pending_bytes = 0;
         if !self.has_changes() {
             self.base += self.batches.len() as u32;
             self.flight_end = self.base;
