@@ -13,8 +13,9 @@
 //! (e) file → append table on the same kind of stream with its dates spread over 1, 336 and 3,000
 //!     months: peak RSS should not grow with the number of partitions.
 //!
-//! `CDC_BENCH_EVENTS` sets the record count (default 1,000,000). Results are printed and written to
-//! `target/bench/realistic.json`.
+//! `CDC_BENCH_EVENTS` sets the record count (default 1,000,000), `CDC_BENCH_REPEAT` how many times
+//! (a) and (b) run, alternating (default 3; the median and ranges are reported). Results are printed
+//! and written to `target/bench/realistic.json`.
 
 mod support;
 
@@ -66,6 +67,21 @@ fn file_run(input: &Path, warehouse: &Path, mode: &str) -> Value {
     })
 }
 
+/// Runs of one case: the median records/s and the ranges of records/s and peak RSS, with each run.
+fn summarize(runs: Vec<Value>) -> Value {
+    let mut rates: Vec<f64> = runs.iter().map(|r| r["records_per_second"].as_f64().unwrap()).collect();
+    rates.sort_by(f64::total_cmp);
+    let rss: Vec<f64> = runs.iter().map(|r| r["peak_rss_mb"].as_f64().unwrap()).collect();
+    let max = |v: &[f64]| v.iter().copied().fold(f64::MIN, f64::max);
+    let min = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
+    json!({
+        "records_per_second_median": rates[rates.len() / 2],
+        "records_per_second_range": [min(&rates), max(&rates)],
+        "peak_rss_mb_range": [min(&rss), max(&rss)],
+        "runs": runs,
+    })
+}
+
 fn python() -> String {
     repo().join(".venv/bin/python").to_str().unwrap().to_string()
 }
@@ -78,11 +94,20 @@ fn main() {
     generate(&stream, n, &[]);
     let dir = tempfile::tempdir_in(&bench).unwrap();
 
-    let append = file_run(&stream, &dir.path().join("append"), "append");
-    eprintln!("append: {append}");
-    let mirror_wh = dir.path().join("mirror");
-    let mirror = file_run(&stream, &mirror_wh, "mirror");
-    eprintln!("mirror: {mirror}");
+    // (a) and (b), alternating, `CDC_BENCH_REPEAT` times each (single runs vary by ±15 % here).
+    let repeat: usize =
+        std::env::var("CDC_BENCH_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
+    let (mut appends, mut mirrors) = (Vec::new(), Vec::new());
+    for i in 0..repeat {
+        let append = file_run(&stream, &dir.path().join(format!("append-{i}")), "append");
+        eprintln!("append: {append}");
+        appends.push(append);
+        let mirror = file_run(&stream, &dir.path().join(format!("mirror-{i}")), "mirror");
+        eprintln!("mirror: {mirror}");
+        mirrors.push(mirror);
+    }
+    let mirror_wh = dir.path().join(format!("mirror-{}", repeat - 1));
+    let (append, mirror) = (summarize(appends), summarize(mirrors));
 
     // (c) maintain, then scan against a fresh copy.
     let (maintain_seconds, _, _) =
