@@ -41,9 +41,15 @@ struct SourceBlock<'a> {
     table: Option<Cow<'a, str>>,
 }
 
-/// The text of `"key":"value"` in a compact JSON object, if it has no escapes.
-fn compact_field<'a>(obj: &'a [u8], key: &[u8]) -> Option<&'a str> {
-    let at = memchr::memmem::find(obj, key)? + key.len();
+/// A searcher built once (building one per record costs more than the search).
+type Finder = std::sync::LazyLock<memchr::memmem::Finder<'static>>;
+static SCHEMA_FIELD: Finder = std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"schema\":\""));
+static TABLE_FIELD: Finder = std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"table\":\""));
+
+/// The text of `"key":"value"` (the key as `finder` searches it) in a compact JSON object, if it has
+/// no escapes.
+fn compact_field<'a>(obj: &'a [u8], finder: &memchr::memmem::Finder<'_>) -> Option<&'a str> {
+    let at = finder.find(obj)? + finder.needle().len();
     let len = memchr::memchr(b'"', &obj[at..])?;
     let v = &obj[at..at + len];
     if v.contains(&b'\\') {
@@ -66,9 +72,11 @@ pub fn peek(record: &[u8]) -> Peeked<'_> {
     {
         out.topic = std::str::from_utf8(&rest[..end]).ok();
     }
-    static SOURCE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"source\""));
-    for at in SOURCE.find_iter(record) {
+    // The envelope's `source` block follows the row images: searched from the end, it is found
+    // after a few hundred bytes, and a row column named `source` is not taken for it.
+    static SOURCE: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::FinderRev::new(b"\"source\""));
+    for at in SOURCE.rfind_iter(record) {
         let rest = record[at + 8..].trim_ascii_start();
         let Some(rest) = rest.strip_prefix(b":") else { continue };
         let rest = rest.trim_ascii_start();
@@ -77,8 +85,7 @@ pub fn peek(record: &[u8]) -> Peeked<'_> {
         }
         // Debezium's JSON converter writes compact JSON, and the block holds no nested object.
         let block = memchr::memchr(b'}', rest).map_or(rest, |end| &rest[..end]);
-        if let (Some(s), Some(t)) =
-            (compact_field(block, b"\"schema\":\""), compact_field(block, b"\"table\":\""))
+        if let (Some(s), Some(t)) = (compact_field(block, &SCHEMA_FIELD), compact_field(block, &TABLE_FIELD))
         {
             out.source = Some((Cow::Borrowed(s), Cow::Borrowed(t)));
             break;
@@ -752,6 +759,8 @@ mod tests {
         let escaped = br#"{"source":{"schema":"s","table":"a\"b"}}"#;
         assert_eq!(peek(escaped).source, Some(("s".into(), "a\"b".into())));
         assert_eq!(peek(b"null"), Peeked::default());
+        let nested = br#"{"after":{"source":{"schema":"no","table":"no"}},"source":{"schema":"s","table":"t"},"op":"c"}"#;
+        assert_eq!(peek(nested).source, Some(("s".into(), "t".into())));
     }
 
     #[test]
