@@ -411,8 +411,6 @@ async fn run(common: &Common, args: &RunArgs) -> Result<()> {
     finish(&summary, &halt)
 }
 
-/// The chain to start with; with `plugins.watch`, also the hot reloader that replaces it while running
-/// (it watches the plugins directory and the `--config` file, re-read with the same overrides).
 /// A host writing several tables: one source, a pipeline per table (started with its first record).
 async fn run_tables(cfg: Config, common: &Common, args: &RunArgs) -> Result<()> {
     let metrics = MetricsSet::default();
@@ -489,6 +487,8 @@ fn finish(summary: &pipeline::Summary, halt: &Halt) -> Result<()> {
     Ok(())
 }
 
+/// The chain to start with; with `plugins.watch`, also the hot reloader that replaces it while running
+/// (it watches the plugins directory and the `--config` file, re-read with the same overrides).
 fn plugin_chain(
     cfg: &Config,
     common: &Common,

@@ -13,9 +13,10 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
+use memchr::memmem::{Finder, FinderRev};
 use serde::Deserialize;
 
 use crate::change::RawBatch;
@@ -41,14 +42,16 @@ struct SourceBlock<'a> {
     table: Option<Cow<'a, str>>,
 }
 
-/// A searcher built once (building one per record costs more than the search).
-type Finder = std::sync::LazyLock<memchr::memmem::Finder<'static>>;
-static SCHEMA_FIELD: Finder = std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"schema\":\""));
-static TABLE_FIELD: Finder = std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"table\":\""));
+// Searchers built once: building one per record costs more than the search.
+static SCHEMA_FIELD: LazyLock<Finder> = LazyLock::new(|| Finder::new(b"\"schema\":\""));
+static TABLE_FIELD: LazyLock<Finder> = LazyLock::new(|| Finder::new(b"\"table\":\""));
+/// Searched from the end: the envelope's `source` block follows the row images, so it is found after
+/// a few hundred bytes, and a row column named `source` is not taken for it.
+static SOURCE_KEY: LazyLock<FinderRev> = LazyLock::new(|| FinderRev::new(b"\"source\""));
 
 /// The text of `"key":"value"` (the key as `finder` searches it) in a compact JSON object, if it has
 /// no escapes.
-fn compact_field<'a>(obj: &'a [u8], finder: &memchr::memmem::Finder<'_>) -> Option<&'a str> {
+fn compact_field<'a>(obj: &'a [u8], finder: &Finder<'_>) -> Option<&'a str> {
     let at = finder.find(obj)? + finder.needle().len();
     let len = memchr::memchr(b'"', &obj[at..])?;
     let v = &obj[at..at + len];
@@ -72,11 +75,7 @@ pub fn peek(record: &[u8]) -> Peeked<'_> {
     {
         out.topic = std::str::from_utf8(&rest[..end]).ok();
     }
-    // The envelope's `source` block follows the row images: searched from the end, it is found
-    // after a few hundred bytes, and a row column named `source` is not taken for it.
-    static SOURCE: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::FinderRev::new(b"\"source\""));
-    for at in SOURCE.rfind_iter(record) {
+    for at in SOURCE_KEY.rfind_iter(record) {
         let rest = record[at + 8..].trim_ascii_start();
         let Some(rest) = rest.strip_prefix(b":") else { continue };
         let rest = rest.trim_ascii_start();
