@@ -109,6 +109,43 @@ fn example_rows_land_in_every_catalog() {
     }
 }
 
+/// Hosts (or one host's table pipelines) opening a brand-new PostgreSQL catalog database at the same
+/// time race on creating the catalog's tables; every one of them must open it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openings_racing_on_a_fresh_postgres_catalog_all_succeed() {
+    use sqlx::Connection;
+    let pg = catalogs()
+        .into_iter()
+        .find_map(|k| match k {
+            CatalogKind::Postgres(uri) => Some(uri),
+            _ => None,
+        })
+        .unwrap();
+    let (server, _) = pg.rsplit_once('/').expect("PostgreSQL URI with a database");
+    let db = unique_name("catalog_fresh");
+    let mut admin = sqlx::PgConnection::connect(&pg).await.expect("connect to PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut admin).await.expect("create database");
+
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!("{server}/{db}");
+    let text =
+        format!("[catalog]\nuri = \"{uri}\"\nwarehouse = \"{}\"\n", dir.path().join("warehouse").display());
+    let cfg = cdc_host::config::Config::from_toml(&text, "test").unwrap();
+    let mut openings = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let cfg = cfg.clone();
+        openings.spawn(async move { cdc_host::sink::catalog::open(&cfg).await.map(|_| ()) });
+    }
+    let results: Vec<_> = openings.join_all().await;
+    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .expect("drop database");
+    for r in results {
+        r.expect("every opening of the fresh catalog succeeds");
+    }
+}
+
 #[test]
 fn a_missing_rest_catalog_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();

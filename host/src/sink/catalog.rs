@@ -70,16 +70,43 @@ pub async fn open(cfg: &Config) -> Result<Catalog, SinkError> {
         (SQL_CATALOG_PROP_WAREHOUSE.to_string(), format!("file://{}", abs.display())),
         (SQL_CATALOG_PROP_BIND_STYLE.to_string(), bind.to_string()),
     ]);
-    let inner = SqlCatalogBuilder::default()
-        .with_storage_factory(Arc::new(LocalFsStorageFactory))
-        .load(&cfg.catalog.name, props)
-        .await
-        .map_err(|source| SinkError::Catalog {
-            context: format!("opening SQL catalog {}", redact(&uri)),
-            source: Box::new(source),
-        })?;
+    // Opening creates the catalog's own tables when they are missing. Two hosts (or a host's table
+    // pipelines) opening a fresh database at once race on that: PostgreSQL fails the loser's
+    // `CREATE TABLE IF NOT EXISTS` with a unique violation. The winner's tables are then there, so
+    // the loser opens again.
+    let mut attempt = 1;
+    let inner = loop {
+        let opened = SqlCatalogBuilder::default()
+            .with_storage_factory(Arc::new(LocalFsStorageFactory))
+            .load(&cfg.catalog.name, props.clone())
+            .await;
+        match opened {
+            Ok(inner) => break inner,
+            Err(e) if attempt < OPEN_ATTEMPTS && lost_creation_race(&e) => {
+                tracing::debug!(attempt, error = %e, "another writer created the catalog's tables meanwhile; opening again");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt as u64)).await;
+                attempt += 1;
+            }
+            Err(source) => {
+                return Err(SinkError::Catalog {
+                    context: format!("opening SQL catalog {}", redact(&uri)),
+                    source: Box::new(source),
+                });
+            }
+        }
+    };
     let cas = SqlCas::connect(&uri, &cfg.catalog.name).await?;
     Ok(Catalog { inner: Arc::new(inner), cas: Cas::Sql(cas), uri })
+}
+
+/// How many times a SQL catalog is opened when concurrent openings race on creating its tables.
+const OPEN_ATTEMPTS: u32 = 5;
+
+/// Whether opening failed because another connection created the catalog's tables at the same time
+/// (PostgreSQL: a unique violation on the type or relation name; SQLite: "already exists").
+fn lost_creation_race(e: &iceberg::Error) -> bool {
+    let text = e.to_string();
+    text.contains("duplicate key value violates unique constraint") || text.contains("already exists")
 }
 
 fn check_writable(dir: &Path) -> Result<(), String> {
