@@ -34,6 +34,8 @@ pub enum PluginError {
     Description { plugin: String, message: String },
     #[error("plugin runtime: {0}")]
     Runtime(String),
+    #[error("chain package: {0}")]
+    Package(String),
     #[error(
         "plugin `{plugin}` was quarantined after {failures} consecutive failed batches and plugins.on_quarantine = \"stop\" (last failure: {reason}); pending rows were committed"
     )]

@@ -7,6 +7,7 @@
 pub mod change;
 pub mod config;
 pub mod decode;
+pub mod embed;
 pub mod encode;
 pub mod error;
 pub mod fault;

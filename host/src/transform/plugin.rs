@@ -87,6 +87,40 @@ impl Runtime {
         let started = Instant::now();
         let hash = content_hash(bytes);
         let (component, cache) = self.component(path, bytes, &hash)?;
+        self.type_check(path, hash, component, cache, started)
+    }
+
+    /// Compiles the component `bytes` read from `path` to native code that a runtime of this same
+    /// build loads with [`Self::load_precompiled`] without compiling (e.g. on another machine).
+    pub fn precompile(&self, path: &Path, bytes: &[u8]) -> Result<Vec<u8>, PluginError> {
+        let invalid = |message: String| PluginError::InvalidComponent { path: path.to_path_buf(), message };
+        if !bytes.starts_with(b"\0asm") {
+            return Err(invalid("not a WebAssembly binary (no \\0asm header)".into()));
+        }
+        self.engine.precompile_component(bytes).map_err(|e| invalid(format!("{e:#}")))
+    }
+
+    /// Loads and type-checks a component [`Self::precompile`] made from the component file with
+    /// content hash `hash`. Fails when `native` was made by another wasmtime build or settings.
+    pub fn load_precompiled(&self, path: &Path, hash: &str, native: &[u8]) -> Result<Compiled, PluginError> {
+        let started = Instant::now();
+        // SAFETY: wasmtime checks that `native` was produced by this wasmtime version with compatible
+        // settings; the bytes come from `precompile` of the chain's owner (a trusted package), never
+        // from user input directly.
+        let component = unsafe { Component::deserialize(&self.engine, native) }.map_err(|e| {
+            PluginError::InvalidComponent { path: path.to_path_buf(), message: format!("{e:#}") }
+        })?;
+        self.type_check(path, hash.to_string(), component, CacheStatus::Hit, started)
+    }
+
+    fn type_check(
+        &self,
+        path: &Path,
+        hash: String,
+        component: Component,
+        cache: CacheStatus,
+        started: Instant,
+    ) -> Result<Compiled, PluginError> {
         let wrong_world = |e: wasmtime::Error| PluginError::WrongWorld {
             path: path.to_path_buf(),
             message: format!("{e:#} ({})", world_versions(&self.engine, &component)),
