@@ -266,7 +266,7 @@ pub struct KafkaSource {
 
 /// `{"topic":..,"key":..,"value":..}` from a Kafka record (a key or value that is not JSON becomes
 /// null for the key, and is kept as it is for the value, which then fails to decode as before).
-fn wrap_record(out: &mut Vec<u8>, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) {
+pub fn wrap_record(out: &mut Vec<u8>, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) {
     out.clear();
     out.extend_from_slice(b"{\"topic\":");
     out.extend_from_slice(serde_json::to_string(topic).unwrap_or_else(|_| "null".into()).as_bytes());

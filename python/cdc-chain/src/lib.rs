@@ -20,7 +20,7 @@ use arrow_pyarrow::{FromPyArrow, ToPyArrow};
 use arrow_schema::DataType;
 use cdc_host::change::RawBatch;
 use cdc_host::embed::{self, EmbeddedChain};
-use cdc_host::source::kafka::stream_name;
+use cdc_host::source::kafka::{stream_name, wrap_record};
 use cdc_host::transform::ChainPackage;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -110,8 +110,8 @@ impl Chain {
     }
 
     /// Decodes, transforms and encodes one batch of Kafka records (a pyarrow.RecordBatch with
-    /// `value` (binary, null for a tombstone), `topic` (string), `partition` (int32) and `offset`
-    /// (int64)). Returns `(rows, dead_letters)` as pyarrow.RecordBatches of `schema` and
+    /// `value` (binary, null for a tombstone), `topic` (string), `partition` (int32), `offset`
+    /// (int64) and, optionally, `key` (binary)). Returns `(rows, dead_letters)` as pyarrow.RecordBatches of `schema` and
     /// `dead_letter_schema`.
     fn process<'py>(
         &self,
@@ -155,9 +155,12 @@ fn raw_batch(batch: &RecordBatch) -> Result<RawBatch, String> {
     let (value, topic) =
         (as_type(value, DataType::Binary, "value")?, as_type(topic, DataType::Utf8, "topic")?);
     let (value, topic) = (value.as_binary::<i32>(), topic.as_string::<i32>());
+    let key = batch.column_by_name("key").map(|k| as_type(k, DataType::Binary, "key")).transpose()?;
+    let key = key.as_ref().map(|k| k.as_binary::<i32>());
     let partition = partition.as_primitive_opt::<Int32Type>().ok_or("`partition` must be int32")?;
     let offset = offset.as_primitive_opt::<Int64Type>().ok_or("`offset` must be int64")?;
     let mut raw = RawBatch::default();
+    let mut wrapped = Vec::new();
     let mut streams: Vec<(String, i32, u16)> = Vec::new();
     for i in 0..batch.num_rows() {
         let (t, p) = (if topic.is_valid(i) { topic.value(i) } else { "" }, partition.value(i));
@@ -170,8 +173,16 @@ fn raw_batch(batch: &RecordBatch) -> Result<RawBatch, String> {
                 s
             }
         };
-        // A null value is a tombstone: handed over as `null`, as the host's Kafka source does.
-        raw.push(stream, offset.value(i), if value.is_valid(i) { value.value(i) } else { b"null" });
+        // As the host's Kafka source hands records over: with a key, `{"topic", "key", "value"}`
+        // (the decoder reads the key's fields from it); without, the value, `null` for a tombstone.
+        let v = value.is_valid(i).then(|| value.value(i));
+        match key {
+            Some(k) => {
+                wrap_record(&mut wrapped, t, k.is_valid(i).then(|| k.value(i)), v);
+                raw.push(stream, offset.value(i), &wrapped);
+            }
+            None => raw.push(stream, offset.value(i), v.unwrap_or(b"null")),
+        }
     }
     Ok(raw)
 }
