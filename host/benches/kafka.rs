@@ -13,101 +13,22 @@
 
 mod support;
 
-use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
-use support::{repo, run_host};
-
-fn stack_env(key: &str) -> String {
-    let out = Command::new(repo().join("scripts/stack")).arg("env").output().expect("scripts/stack env");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v.to_string())
-        .expect("stack env")
-}
+use support::{repo, run_host, stack_env};
 
 fn drain(n: usize) -> Value {
     let brokers = stack_env("KAFKA_BOOTSTRAP_SERVERS");
-    // The realistic stream of `scripts/generate-stream` (written once, kept between runs).
-    let input = repo().join(format!("target/bench/realistic-{n}.ndjson"));
-    let generated = Command::new(repo().join("scripts/generate-stream"))
-        .args(["--records", &n.to_string(), "--out", input.to_str().unwrap()])
-        .status()
-        .expect("run scripts/generate-stream");
-    assert!(generated.success());
+    let input = support::realistic_stream(n);
     let topic = format!("bench-drain-{}", std::process::id());
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    for r in rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(&topic, 4, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        ))
-        .unwrap()
-    {
-        r.unwrap();
-    }
-    eprintln!("loading {n} records into {topic} ...");
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .set("compression.type", "lz4")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .unwrap();
-    let file = std::io::BufReader::new(std::fs::File::open(&input).unwrap());
     let t = Instant::now();
-    for line in file.lines() {
-        let line = line.unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap();
-        let key = v["key"].to_string();
-        let payload = if v["value"].is_null() { None } else { Some(v["value"].to_string()) };
-        loop {
-            let mut rec = BaseRecord::to(&topic).key(&key);
-            if let Some(p) = &payload {
-                rec = rec.payload(p);
-            }
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err(_) => {
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(600)).unwrap();
+    support::load_topic(&brokers, &topic, &input);
     eprintln!("loaded in {:.1}s; draining in batch mode ...", t.elapsed().as_secs_f64());
     let dir = tempfile::tempdir().unwrap();
-    let wh = dir.path().join("wh");
     let plugins = repo().join("plugins");
-    let (secs, peak, stdout) = run_host(
-        &[
-            "--plugins",
-            plugins.to_str().unwrap(),
-            "--warehouse",
-            wh.to_str().unwrap(),
-            "--bootstrap-servers",
-            &brokers,
-            "--topic",
-            &topic,
-            "--group-id",
-            &format!("bench-{}", std::process::id()),
-            "--mode",
-            "batch",
-        ],
-        dir.path(),
-    );
+    let (secs, peak, stdout) = support::drain_topic(dir.path(), &brokers, &topic);
     let summary: Value = serde_json::from_str(&stdout).unwrap();
     // The same stream from the file, in the same run, for the ratio.
     let file_wh = dir.path().join("file-wh");
