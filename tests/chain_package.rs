@@ -135,3 +135,33 @@ fn a_package_whose_precompiled_code_does_not_fit_compiles_its_components() {
     let err = ChainPackage::from_bytes(b"not a package").unwrap_err().to_string();
     assert!(err.contains("not a chain package"), "{err}");
 }
+
+#[test]
+fn a_column_the_source_adds_stops_the_embedded_chain_instead_of_being_dropped() {
+    let input = repo().join("examples/customers.ndjson");
+    let mut raw = RawBatch::default();
+    raw.streams.push("customers".into());
+    for (i, line) in
+        std::fs::read(&input).unwrap().split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate()
+    {
+        raw.push(0, i as i64 + 1, line);
+    }
+    // The shipped table follows the source's schema: rows without the new column would lose it.
+    let mut chain = EmbeddedChain::new(&shipped_package()).unwrap();
+    let err = chain.process(&raw, 0).unwrap_err().to_string();
+    assert!(
+        err.contains("loyalty_points") && err.contains("customers:") && err.contains("[table] columns"),
+        "{err}"
+    );
+
+    // A table that does not follow it leaves the column out, as the host does.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cdc-host.toml");
+    let shipped = std::fs::read_to_string(repo().join("config/cdc-host.toml")).unwrap();
+    std::fs::write(&config, shipped.replace("evolve_schema = true", "evolve_schema = false")).unwrap();
+    let cfg = embed::config(Some(&config), &plugins_dir()).unwrap();
+    let mut chain = EmbeddedChain::new(&ChainPackage::build(&cfg).unwrap()).unwrap();
+    let (rows, dead) = chain.process(&raw, 0).expect("processed without the new column");
+    assert_eq!((rows.num_rows(), dead.num_rows()), (15, 2));
+    assert!(rows.column_by_name("loyalty_points").is_none());
+}

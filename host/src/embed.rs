@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
 use arrow_schema::{Field, Schema, SchemaRef};
 
 use crate::change::RawBatch;
@@ -36,6 +36,12 @@ pub enum EmbedError {
     /// Rows that cannot take the table's types (a chain writing another type than it declares).
     #[error("encoding rows: {0}")]
     Encode(String),
+    /// The source brought columns the table does not have (`table.evolve_schema = true`): writing
+    /// the rows without them would lose their values.
+    #[error(
+        "the source added column(s) {columns} (first at {position}), which the table does not have: declare them in [table] columns of the config (or set table.evolve_schema = false to leave them out) and restart; nothing of this batch was written"
+    )]
+    NewColumns { columns: String, position: String },
 }
 
 /// Where and how the table is laid out, as the configuration says.
@@ -61,6 +67,9 @@ pub struct EmbeddedChain {
     dead_schema: SchemaRef,
     layout: TableLayout,
     halt: Halt,
+    /// The table's column types (new columns are refused when the table follows the source's schema).
+    table_types: HashMap<String, ColType>,
+    evolve_schema: bool,
 }
 
 impl EmbeddedChain {
@@ -86,6 +95,7 @@ impl EmbeddedChain {
             .map(|(n, t, _)| (n.clone(), *t))
             .collect();
         let schema = arrow_schema(spec.columns.iter().map(|(n, t, _)| (n.as_str(), *t)));
+        let table_types = spec.columns.iter().map(|(n, t, _)| (n.clone(), *t)).collect();
         let dead_schema = arrow_schema(dead_letter::COLUMNS.iter().map(|(n, t, _)| (*n, *t)));
         let layout = TableLayout {
             namespace: cfg.table.namespace.clone(),
@@ -104,6 +114,8 @@ impl EmbeddedChain {
             dead_schema,
             layout,
             halt,
+            table_types,
+            evolve_schema: cfg.table.evolve_schema,
         })
     }
 
@@ -140,6 +152,18 @@ impl EmbeddedChain {
         self.chain.apply_at(&mut batch, &mut dead, &|o| raw.position(o as usize));
         if let Some(reason) = self.halt.take_reason() {
             return Err(EmbedError::Halted(reason.to_string()));
+        }
+        let new = Encoder::new_columns(&batch, &self.table_types);
+        if self.evolve_schema && !new.is_empty() {
+            let columns: Vec<&str> = new.iter().map(|(n, _)| n.as_str()).collect();
+            // The first record holding a value of a new column names where it came from.
+            let first = new
+                .iter()
+                .filter_map(|(n, _)| batch.after.get(n))
+                .filter_map(|c| (0..c.array.len()).find(|&i| c.array.is_valid(i)))
+                .min()
+                .map_or_else(|| "an unknown record".to_string(), |i| raw.position(batch.origins[i] as usize));
+            return Err(EmbedError::NewColumns { columns: columns.join(", "), position: first });
         }
         let rows = self.encoder.encode(&batch, &self.schema, now_micros).map_err(EmbedError::Encode)?;
         dead.sort_by_key(|d| d.origin);
