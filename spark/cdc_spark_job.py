@@ -64,6 +64,9 @@ IDENTITY_CHAIN = "identity"
 # The raw Kafka columns the chain (and the identity mode) read.
 KAFKA_COLUMNS = ["key", "value", "topic", "partition", "offset"]
 
+# Kafka records per micro-batch unless set: fits the default 1g driver/executor memory.
+DEFAULT_MAX_OFFSETS_PER_TRIGGER = 200_000
+
 # Partition transforms of the host's config -> Iceberg's Spark DDL transform.
 SIMPLE_TRANSFORMS = {"year": "years", "month": "months", "day": "days", "hour": "hours"}
 PARAM_TRANSFORM = re.compile(r"^(bucket|truncate)\[(\d+)\]$")
@@ -109,8 +112,13 @@ def parse_settings(argv: list[str]) -> Settings:
                    help="the host's TOML config (default config/cdc-host.toml; '' for none)")
     p.add_argument("--identity", action="store_true",
                    help="benchmark baseline: raw Kafka columns, unchanged, into <table>_identity (no cdc_chain)")
-    p.add_argument("--max-offsets-per-trigger", type=int, default=_int_env("MAX_OFFSETS_PER_TRIGGER"),
-                   help="most Kafka records per micro-batch (MAX_OFFSETS_PER_TRIGGER)")
+    # Bounded micro-batches: a batch is cached between its two appends, so an unbounded first batch
+    # over a long topic would need memory in proportion to the topic.
+    p.add_argument("--max-offsets-per-trigger", type=int,
+                   default=DEFAULT_MAX_OFFSETS_PER_TRIGGER if _int_env("MAX_OFFSETS_PER_TRIGGER") is None
+                   else _int_env("MAX_OFFSETS_PER_TRIGGER"),
+                   help="most Kafka records per micro-batch (MAX_OFFSETS_PER_TRIGGER, default "
+                        f"{DEFAULT_MAX_OFFSETS_PER_TRIGGER:,}; 0: no limit)")
     p.add_argument("--min-partitions", type=int, default=_int_env("KAFKA_MIN_PARTITIONS"),
                    help="Spark tasks per micro-batch at least (KAFKA_MIN_PARTITIONS; default: the default parallelism)")
     p.add_argument("--bootstrap-servers", default=env("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"))

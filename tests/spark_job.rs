@@ -1,13 +1,15 @@
 //! The Spark Structured Streaming job (`spark/cdc_spark_job.py` through `scripts/submit-spark-job`)
 //! on the real stack: over a Kafka topic it writes exactly the rows and dead letters the host writes
-//! from the same topic, and a driver killed mid-stream (at chosen points and at a random moment)
-//! and restarted on its checkpoint loses and duplicates nothing.
+//! from the same topic, a driver killed mid-stream (at chosen points and at a random moment) and
+//! restarted on its checkpoint loses and duplicates nothing, and a plugin replaced while the job runs
+//! takes effect between micro-batches, never inside one.
 //!
 //! Needs `scripts/spark-setup` and the `cdc_chain` wheel in .venv-spark (`scripts/build-spark-wheel`;
 //! scripts/test builds both) and the local stack (`scripts/stack up`).
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -116,10 +118,25 @@ impl Job {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Job {
+        Self::start_with(dir, run, topic, wh, namespace, &plugins_dir(), args, env)
+    }
+
+    /// [`Job::start`] with another plugins directory.
+    #[allow(clippy::too_many_arguments)]
+    fn start_with(
+        dir: &Path,
+        run: &str,
+        topic: &str,
+        wh: &Path,
+        namespace: &str,
+        plugins: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Job {
         let log = dir.join(format!("{run}.log"));
         let out = dir.join(format!("{run}.out"));
         let child = Command::new(repo().join("scripts/submit-spark-job"))
-            .args(["--plugins", plugins_dir().to_str().unwrap()])
+            .args(["--plugins", plugins.to_str().unwrap()])
             .args(args)
             .current_dir(repo())
             .env("KAFKA_BOOTSTRAP_SERVERS", brokers())
@@ -292,4 +309,82 @@ fn a_killed_driver_restarted_on_its_checkpoint_loses_and_duplicates_nothing() {
     let mut last = Job::start(dir.path(), "restart", &topic, &wh, "job", &["--once"], &[]);
     last.summary(Duration::from_secs(600));
     assert_same_tables(&wh, "host", "job");
+}
+
+/// Per snapshot of `table`, oldest first: the chain it records and how many rows of each
+/// `_plugin_version` the table holds at that snapshot (read with pyiceberg).
+fn versions_by_snapshot(wh: &Path, table: &str) -> Vec<(String, BTreeMap<String, u64>)> {
+    let script = r#"
+import json, sys
+from pyiceberg.catalog.sql import SqlCatalog
+wh, name = sys.argv[1], sys.argv[2]
+t = SqlCatalog("iceberg", uri=f"sqlite:///{wh}/catalog.db", warehouse=f"file://{wh}").load_table(name)
+out = []
+for s in sorted(t.snapshots(), key=lambda s: s.sequence_number):
+    col = t.scan(snapshot_id=s.snapshot_id, selected_fields=("_plugin_version",)).to_arrow().column(0).to_pylist()
+    counts = {}
+    for v in col:
+        counts[str(v)] = counts.get(str(v), 0) + 1
+    out.append([s.summary.additional_properties.get("cdc-host.chain", ""), counts])
+print(json.dumps(out))
+"#;
+    let out = Command::new(python()).args(["-c", script, wh.to_str().unwrap(), table]).output().unwrap();
+    assert!(out.status.success(), "pyiceberg: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_plugin_replaced_while_the_job_runs_applies_between_micro_batches() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(test_plugin("stamp-v1"), plugins.join("stamp.wasm")).unwrap();
+    // The shipped table with a chain of one plugin that stamps its version on every row.
+    let shipped = std::fs::read_to_string(repo().join("config/cdc-host.toml")).unwrap();
+    let table_part = &shipped[..shipped.find("[[chain]]").expect("the shipped config lists its chain")];
+    let config = dir.path().join("cdc-host.toml");
+    std::fs::write(&config, format!("{table_part}[[chain]]\nplugin = \"stamp\"\n")).unwrap();
+    let stream = dir.path().join("stream.ndjson");
+    generate_stream(&stream, 4000, &["--seed", "13"]);
+    let topic = unique_name("spark-reload");
+    topic_with(&topic, &stream);
+    let wh = dir.path().join("wh");
+
+    let args = ["--once", "--config", config.to_str().unwrap(), "--max-offsets-per-trigger", "400"];
+    let mut job = Job::start_with(dir.path(), "reload", &topic, &wh, "job", &plugins, &args, &[]);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while job_snapshots(&wh, "job.customers_analytics") == 0 {
+        assert!(Instant::now() < deadline, "no micro-batch landed:\n{}", job.log_text());
+        assert!(
+            job.child.try_wait().unwrap().is_none(),
+            "the job ended before the swap:\n{}",
+            job.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Swapped as a deployment does it: written beside, then renamed over the old file.
+    std::fs::copy(test_plugin("stamp-v2"), plugins.join(".stamp.wasm.new")).unwrap();
+    std::fs::rename(plugins.join(".stamp.wasm.new"), plugins.join("stamp.wasm")).unwrap();
+    let summary = job.summary(Duration::from_secs(600));
+
+    let snapshots = versions_by_snapshot(&wh, "job.customers_analytics");
+    let mut before: BTreeMap<String, u64> = BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (chain, counts) in &snapshots {
+        // The rows this snapshot added all carry the version of the chain it records.
+        let version = if chain.starts_with("stamp@1.0.0") { "1.0.0" } else { "2.0.0" };
+        assert!(chain.starts_with(&format!("stamp@{version}")), "snapshot chain {chain}");
+        for (v, n) in counts {
+            let added = n - before.get(v).copied().unwrap_or(0);
+            assert!(
+                added == 0 || v == version,
+                "a micro-batch of chain {chain} holds {added} rows stamped {v}"
+            );
+        }
+        seen.insert(version);
+        before = counts.clone();
+    }
+    assert_eq!(seen.len(), 2, "rows of both versions: {snapshots:?}");
+    assert_eq!(before.values().sum::<u64>(), summary["rows"].as_u64().unwrap(), "{summary}");
 }
