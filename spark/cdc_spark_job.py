@@ -21,8 +21,9 @@ Per micro-batch (`foreachBatch`, on the driver):
    `cdc-spark.job` (a stable id of the checkpoint location) and `cdc-spark.batch`; a table whose snapshots
    already hold this job's batch (or a later one) skips the append. Each table is checked on its own.
 
-`--identity` is the benchmark baseline: the same Kafka read, foreachBatch and exactly-once appends, with an
-identity mapInArrow over the raw Kafka columns into `<table>_identity` (no cdc_chain needed).
+`--identity` is the benchmark baseline, the reference design's job without its transforms: the same Kafka
+read, foreachBatch and exactly-once appends, the values decoded with Spark SQL (`from_json`), an identity
+mapInArrow, and the same table layout (partitioning, sort order), into `<table>_identity` (no cdc_chain).
 
 Settings: environment variables (see scripts/submit-spark-job --help), overridden by flags. Run through
 scripts/submit-spark-job; `--once` processes what the topic holds, prints one JSON summary line
@@ -48,7 +49,16 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
-from pyspark.sql.types import StructField, StructType
+from pyspark.sql.types import (
+    DateType,
+    DecimalType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 # The worker module ships with --py-files (scripts/submit-spark-job); when this file runs otherwise,
 # its directory is on sys.path and `ensure_worker_module` adds it to the SparkContext.
@@ -111,7 +121,8 @@ def parse_settings(argv: list[str]) -> Settings:
     p.add_argument("--config", default=env("CDC_CONFIG", "config/cdc-host.toml"),
                    help="the host's TOML config (default config/cdc-host.toml; '' for none)")
     p.add_argument("--identity", action="store_true",
-                   help="benchmark baseline: raw Kafka columns, unchanged, into <table>_identity (no cdc_chain)")
+                   help="benchmark baseline: values decoded by Spark SQL, identity mapInArrow, into <table>_identity "
+                        "(same layout; no cdc_chain)")
     # Bounded micro-batches: a batch is cached between its two appends, so an unbounded first batch
     # over a long topic would need memory in proportion to the topic.
     p.add_argument("--max-offsets-per-trigger", type=int,
@@ -258,12 +269,21 @@ class ChainPackage:
         fingerprint = self._files_fingerprint()
         if fingerprint == self._fingerprint:
             return False
-        pkg = self._cdc_chain.package(self.plugins, self.config)
-        self._fingerprint = fingerprint
-        key = hashlib.sha256(pkg).hexdigest()
-        if key == self.key:
+        try:
+            pkg = self._cdc_chain.package(self.plugins, self.config)
+            key = hashlib.sha256(pkg).hexdigest()
+            info = self._cdc_chain.Chain(pkg) if key != self.key else None
+        except self._cdc_chain.ChainError as e:
+            if self.info is None:
+                raise
+            # As the host does on a hot reload: a change that does not load leaves the running chain
+            # in place (tried again when the files change again).
+            self._fingerprint = fingerprint
+            LOG.error("plugin change rejected, keeping chain %s: %s", self.info.identity, e)
             return False
-        info = self._cdc_chain.Chain(pkg)
+        self._fingerprint = fingerprint
+        if info is None:
+            return False
         if self.broadcast is not None:
             # Workers still holding the old chain keep it in their cache; the bytes are no longer needed.
             self.broadcast.unpersist()
@@ -326,17 +346,17 @@ class TableTarget:
         return ".".join(quote(p) for p in (self.catalog, self.namespace, self.table))
 
     def ensure(self, spark: SparkSession) -> None:
-        """Creates the table if missing (format v2, fanout writes, the config's partitioning and sort
+        """Creates the table if missing (format v2, the config's partitioning and sort
         order); a table that exists (e.g. the host's) is used as is, only gaining columns it lacks."""
         spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {quote(self.catalog)}.{quote(self.namespace)}")
         if not spark.catalog.tableExists(self.name):
             spark.sql(
                 f"CREATE TABLE IF NOT EXISTS {self.name} ({ddl_columns(self.schema)}) USING iceberg"
                 f"{partition_ddl(self.partition)}"
-                " TBLPROPERTIES ('format-version'='2', 'write.spark.fanout.enabled'='true')"
+                " TBLPROPERTIES ('format-version'='2', 'write.distribution-mode'='hash')"
             )
             if self.sort:
-                spark.sql(f"ALTER TABLE {self.name} WRITE ORDERED BY {', '.join(quote(c) for c in self.sort)}")
+                spark.sql(f"ALTER TABLE {self.name} WRITE LOCALLY ORDERED BY {', '.join(quote(c) for c in self.sort)}")
             LOG.info("created %s", self.name)
         existing = {f.name for f in spark.table(self.name).schema}
         missing = [f for f in self.schema if f.name not in existing]
@@ -377,6 +397,9 @@ class TableTarget:
             .option(f"snapshot-property.{CHAIN_PROPERTY}", chain)
             # The combined chain output makes every column nullable; the chain fills required ones.
             .option("check-nullability", "false")
+            # Rows reach the writers clustered by partition (the table's sort order or Iceberg's hash
+            # distribution): one open file per task, not one per partition (hundreds of months).
+            .option("fanout-enabled", "false")
             .append()
         )
         self.last_batch = batch_id
@@ -404,18 +427,13 @@ class Job:
         self.main: TableTarget | None = None
         self.dead: TableTarget | None = None  # None in the identity mode
         if s.identity:
-            identity_schema = StructType(
-                [
-                    StructField("key", pa_to_spark(pa.binary())),
-                    StructField("value", pa_to_spark(pa.binary())),
-                    StructField("topic", pa_to_spark(pa.string())),
-                    StructField("partition", pa_to_spark(pa.int32())),
-                    StructField("offset", pa_to_spark(pa.int64())),
-                ]
-            )
-            self.main = TableTarget(s.catalog, s.namespace or "analytics",
-                                    (s.table or "customers_analytics") + "_identity", identity_schema)
-            self.out_schema = identity_schema
+            # The baseline writes the chain's table layout (partitioning, sort order) from the
+            # config, so the two runs differ only in how records become rows.
+            layout = config_layout(s.config)
+            self.main = TableTarget(s.catalog, s.namespace or layout["namespace"],
+                                    (s.table or layout["name"]) + "_identity", BASELINE_SCHEMA,
+                                    layout["partition"], layout["sort"])
+            self.out_schema = BASELINE_SCHEMA
             self.main.ensure(spark)
         else:
             self.package = ChainPackage(spark, s.plugins, s.config)
@@ -470,6 +488,7 @@ class Job:
         chain = self.package.info.identity if self.package else IDENTITY_CHAIN
         arrow_schema = to_arrow_schema(self.out_schema, timestamp_utc=True)
         if self.package is None:
+            df = baseline_decode(df)
             fn = functools.partial(worker.run_identity, out_schema=arrow_schema)
         else:
             fn = functools.partial(
@@ -480,22 +499,37 @@ class Job:
                 n_main=len(self.main.schema),
             )
         out = df.mapInArrow(fn, self.out_schema).persist()
+        # Seconds of each step: read + mapInArrow (cached), the rows' append, the dead letters' append.
+        steps = {}
+        mark = time.monotonic()
+
+        def step(name: str) -> None:
+            nonlocal mark
+            now = time.monotonic()
+            steps[name] = round(now - mark, 2)
+            mark = now
+
         try:
             if self.dead is None:
                 rows, dead = out.count(), 0
+                step("map")
                 main_done = bool(rows) and self.main.append(self.spark, out, self.job_id, batch_id, chain)
+                step("rows")
                 dead_done = False
             else:
                 counts = {r[0]: r[1] for r in out.groupBy(worker.KIND_COLUMN).count().collect()}
+                step("map")
                 rows, dead = counts.get(worker.KIND_ROW, 0), counts.get(worker.KIND_DEAD, 0)
                 kind = F.col(worker.KIND_COLUMN)
                 main_cols = [quote(f.name) for f in self.main.schema]
                 dead_cols = [F.col(quote(worker.DEAD_PREFIX + f.name)).alias(f.name) for f in self.dead.schema]
                 main_done = bool(rows) and self.main.append(
                     self.spark, out.where(kind == worker.KIND_ROW).select(*main_cols), self.job_id, batch_id, chain)
+                step("rows")
                 crash_point("after-rows")
                 dead_done = bool(dead) and self.dead.append(
                     self.spark, out.where(kind == worker.KIND_DEAD).select(*dead_cols), self.job_id, batch_id, chain)
+                step("dead_letters")
                 crash_point("after-dead-letters")
         finally:
             out.unpersist()
@@ -505,8 +539,9 @@ class Job:
         self.totals.dead_letters += dead if dead_done else 0
         skipped = (rows and not main_done) or (dead and not dead_done)
         LOG.info(
-            "batch %d: %d rows, %d dead letters, chain %s, %.2fs%s",
+            "batch %d: %d rows, %d dead letters, chain %s, %.2fs (%s)%s",
             batch_id, rows, dead, chain, time.monotonic() - started,
+            ", ".join(f"{k} {v}s" for k, v in steps.items()),
             " (replay: already committed, skipped)" if skipped else "",
         )
 
@@ -529,6 +564,76 @@ def crash_point(name: str) -> None:
     if _CRASH_HITS[name] == int(n or 1):
         print(f"CDC_SPARK_CRASH_AT={at}: ending the driver at {name}", file=sys.stderr, flush=True)
         os._exit(137)
+
+
+# ------------------------------------------------------------------------------ the benchmark baseline
+
+# The baseline's rows: the customers table's columns as the reference design's job decodes them with
+# Spark SQL (no plugin columns, no rules), and the metadata columns.
+BASELINE_SCHEMA = StructType([
+    StructField("customer_id", LongType()),
+    StructField("email", StringType()),
+    StructField("first_name", StringType()),
+    StructField("last_name", StringType()),
+    StructField("city", StringType()),
+    StructField("state", StringType()),
+    StructField("country", StringType()),
+    StructField("customer_tier", StringType()),
+    StructField("lifetime_value", DecimalType(12, 2)),
+    StructField("registration_date", DateType()),
+    StructField("created_at", TimestampType()),
+    StructField("notes", StringType()),
+    StructField("_ingestion_timestamp", TimestampType()),
+    StructField("_source_system", StringType()),
+    StructField("_cdc_operation", StringType()),
+    StructField("_pipeline_id", StringType()),
+])
+
+
+def config_layout(config: str | None) -> dict:
+    """Table name, partitioning and sort order of the host's config (the baseline reads them without
+    cdc_chain)."""
+    import tomllib
+
+    table = {}
+    if config:
+        with open(config, "rb") as f:
+            table = tomllib.load(f).get("table", {})
+    return {
+        "namespace": table.get("namespace", "analytics"),
+        "name": table.get("name", "customers_analytics"),
+        "partition": [(p["column"], p["transform"]) for p in table.get("partition", [])],
+        "sort": list(table.get("sort", [])),
+    }
+
+
+def baseline_decode(df: DataFrame) -> DataFrame:
+    """Debezium JSON values of the customers table (JSON converter, with or without schemas; decimals
+    as base64 bytes, scale 2) decoded with Spark SQL, as the reference design's job does: creates,
+    updates and snapshot reads, one row each (deletes and tombstones carry no row)."""
+    after = StructType([StructField(f.name, StringType() if f.name in ("lifetime_value", "created_at")
+                                    else IntegerType() if f.name == "registration_date" else f.dataType)
+                        for f in BASELINE_SCHEMA if not f.name.startswith("_")])
+    envelope = StructType([StructField("after", after), StructField("op", StringType())])
+    parsed = F.from_json(F.col("value").cast("string"),
+                         StructType([StructField("payload", envelope)] + list(envelope.fields)))
+    e = F.coalesce(parsed.getField("payload"), F.struct(parsed.getField("after").alias("after"),
+                                                       parsed.getField("op").alias("op")))
+    a = e.getField("after")
+    # A two's-complement big-endian unscaled value: unsigned, minus 256^len when the top bit is set.
+    raw = F.unbase64(a.getField("lifetime_value"))
+    unsigned = F.conv(F.hex(raw), 16, 10).cast(DecimalType(38, 0))
+    signed = F.when(F.ascii(raw) >= 128, unsigned - F.pow(F.lit(256), F.length(raw)).cast(DecimalType(38, 0))) \
+        .otherwise(unsigned)
+    columns = {f.name: a.getField(f.name) for f in after}
+    columns["lifetime_value"] = (signed / 100).cast(DecimalType(12, 2))
+    columns["registration_date"] = F.date_add(F.lit("1970-01-01").cast("date"), a.getField("registration_date"))
+    columns["created_at"] = F.to_timestamp(a.getField("created_at"))
+    columns["_ingestion_timestamp"] = F.current_timestamp()
+    columns["_source_system"] = F.lit("postgres_cdc")
+    columns["_cdc_operation"] = F.when(e.getField("op") == "u", "UPDATE").otherwise("INSERT")
+    columns["_pipeline_id"] = F.lit("postgres-to-iceberg")
+    return df.where(a.isNotNull()).select(*[columns[f.name].cast(f.dataType).alias(f.name) for f in BASELINE_SCHEMA])
 
 
 def pa_to_spark(t: pa.DataType):

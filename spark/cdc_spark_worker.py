@@ -110,7 +110,7 @@ def run_chain(
 
 
 def run_identity(batches: Iterator[pa.RecordBatch], out_schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """mapInArrow function of the identity (benchmark baseline) mode: the Kafka columns unchanged, only
-    conformed to the declared output schema (same Arrow round trip as the chain mode, no WASM)."""
+    """mapInArrow function of the identity (benchmark baseline) mode: the rows unchanged, only conformed
+    to the declared output schema (the same Arrow round trip as the chain mode, no WASM)."""
     for batch in batches:
         yield _conform(batch, out_schema)

@@ -3,8 +3,10 @@
 //!
 //! Loads 1M realistic Debezium records (`scripts/generate-stream`) into a fresh 4-partition topic, then
 //! drains it three times, one after the other:
-//! - the Spark job with an identity `mapInArrow` (`--identity`: raw Kafka columns into an Iceberg table),
-//! - the Spark job with the WASM chain (decode, the shipped chain, metadata columns, partitioned table),
+//! - the Spark job as the reference design writes it, without transforms (`--identity`): values decoded
+//!   with Spark SQL, an identity `mapInArrow`, the same partitioned, sorted table layout,
+//! - the Spark job with the WASM chain (`cdc_chain`: the host's decoding, the shipped chain, metadata
+//!   columns; rows and dead letters),
 //! - cdc-host in batch mode,
 //!
 //! and reports records/s (over the job's own processing time, Spark's start excluded, and over the
