@@ -344,6 +344,8 @@ fn a_plugin_replaced_while_the_job_runs_applies_between_micro_batches() {
     let shipped = std::fs::read_to_string(repo().join("config/cdc-host.toml")).unwrap();
     let table_part = &shipped[..shipped.find("[[chain]]").expect("the shipped config lists its chain")];
     let config = dir.path().join("cdc-host.toml");
+    // The columns the shipped plugins would fold away stay out of the table.
+    let table_part = table_part.replace("evolve_schema = true", "evolve_schema = false");
     std::fs::write(&config, format!("{table_part}[[chain]]\nplugin = \"stamp\"\n")).unwrap();
     let stream = dir.path().join("stream.ndjson");
     generate_stream(&stream, 4000, &["--seed", "13"]);
