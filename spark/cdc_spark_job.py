@@ -696,6 +696,16 @@ def run_stream(spark: SparkSession, s: Settings, job: Job) -> None:
 # ------------------------------------------------------------------------------------------------- main
 
 
+def failure_reason(e: Exception) -> str:
+    """The line that says why a query failed: the chain's own error when a worker raised one (Spark
+    wraps it deep inside its own message), else the exception's first line."""
+    lines = str(e).strip().splitlines()
+    for line in lines:
+        if "cdc_chain.ChainError:" in line:
+            return line.split("cdc_chain.ChainError:", 1)[1].strip()
+    return lines[0] if lines else type(e).__name__
+
+
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
@@ -708,6 +718,11 @@ def main(argv: list[str]) -> int:
     except ImportError as e:
         LOG.error("cannot import cdc_chain (%s): build the cdc_chain wheel: scripts/build-spark-wheel", e)
         return 2
+    except Exception as e:
+        if type(e).__name__ != "ChainError":
+            raise
+        LOG.error("cannot load the chain: %s", e)
+        return 2
     LOG.info("spark ready in %.1fs; %s -> %s%s (job %s, checkpoint %s, trigger %s)",
              time.monotonic() - started, s.topic, job.main.name,
              f" + {job.dead.name}" if job.dead else "", job.job_id, job.checkpoint, s.trigger)
@@ -715,7 +730,7 @@ def main(argv: list[str]) -> int:
     try:
         run_stream(spark, s, job)
     except Exception as e:  # the query failed: its exception, not a Python traceback of the wait
-        LOG.error("stream failed: %s", str(e).strip().splitlines()[0])
+        LOG.error("stream failed: %s", failure_reason(e))
         return 1
     finally:
         seconds = time.monotonic() - started

@@ -78,7 +78,7 @@ impl EmbeddedChain {
         let cfg = package.config()?;
         if cfg.table.mode == TableMode::Mirror {
             return Err(EmbedError::Table(
-                "table.mode = \"mirror\" is not supported here: the chain runs for append tables (set table.mode = \"append\")"
+                "table.mode = \"mirror\": mirror tables are kept by cdc-host; here the chain writes append tables (set table.mode = \"append\")"
                     .into(),
             ));
         }
