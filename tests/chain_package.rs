@@ -165,3 +165,14 @@ fn a_column_the_source_adds_stops_the_embedded_chain_instead_of_being_dropped() 
     assert_eq!((rows.num_rows(), dead.num_rows()), (15, 2));
     assert!(rows.column_by_name("loyalty_points").is_none());
 }
+
+#[test]
+fn a_mirror_table_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cdc-host.toml");
+    let shipped = std::fs::read_to_string(repo().join("config/cdc-host.toml")).unwrap();
+    std::fs::write(&config, shipped.replacen("mode = \"append\"", "mode = \"mirror\"", 1)).unwrap();
+    let cfg = embed::config(Some(&config), &plugins_dir()).unwrap();
+    let err = EmbeddedChain::new(&ChainPackage::build(&cfg).unwrap()).err().expect("refused").to_string();
+    assert!(err.contains("kept by cdc-host") && err.contains("table.mode = \"append\""), "{err}");
+}
