@@ -76,7 +76,7 @@ fn the_embedded_chain_writes_what_the_host_writes() {
     let summary = run_shipped(dir.path(), &input, &wh);
 
     let mut chain = EmbeddedChain::new(&shipped_package()).expect("load the packed chain");
-    let (mut rows, mut reasons) = (Vec::new(), Vec::new());
+    let (mut embedded, mut reasons) = (Vec::new(), Vec::new());
     let lines: Vec<Vec<u8>> = std::io::BufReader::new(std::fs::File::open(&input).unwrap())
         .split(b'\n')
         .map(|l| l.unwrap())
@@ -91,7 +91,7 @@ fn the_embedded_chain_writes_what_the_host_writes() {
         let (kept, dead) = chain.process(&raw, 0).expect("process a batch");
         assert_eq!(kept.schema(), chain.schema(), "rows in the announced schema");
         assert_eq!(dead.schema(), chain.dead_letter_schema());
-        rows.extend(batch_rows(&kept));
+        embedded.extend(batch_rows(&kept));
         let r = arrow_cast::cast(dead.column_by_name("reason").unwrap(), &DataType::Utf8).unwrap();
         let r = r.as_any().downcast_ref::<arrow_array::StringArray>().unwrap();
         reasons.extend(r.iter().map(|s| s.unwrap_or_default().to_string()));
@@ -99,20 +99,15 @@ fn the_embedded_chain_writes_what_the_host_writes() {
 
     let table = read_table_columns(&wh, "analytics.customers_analytics", &COLUMNS);
     let host_rows: Vec<Vec<Value>> =
-        rows_of(&table).into_iter().map(|r| COLUMNS.iter().map(|c| r[*c].clone()).collect()).collect();
+        rows(&table).into_iter().map(|r| COLUMNS.iter().map(|c| r[*c].clone()).collect()).collect();
     assert_eq!(host_rows.len() as u64, summary["rows_committed"].as_u64().unwrap());
     assert!(host_rows.len() > 1000, "a meaningful stream: {summary}");
     let as_text = |rows: Vec<Vec<Value>>| counted(rows.into_iter().map(|r| Value::from(r).to_string()));
-    assert_eq!(as_text(rows), as_text(host_rows), "the embedded chain's rows differ from the host's");
+    assert_eq!(as_text(embedded), as_text(host_rows), "the embedded chain's rows differ from the host's");
 
     let dlq = read_table_columns(&wh, "analytics.customers_analytics_dlq", &["reason"]);
-    let host_reasons =
-        rows_of(&dlq).into_iter().map(|r| r["reason"].as_str().unwrap_or_default().to_string());
+    let host_reasons = rows(&dlq).into_iter().map(|r| r["reason"].as_str().unwrap_or_default().to_string());
     assert_eq!(counted(reasons), counted(host_reasons), "dead letters differ from the host's");
-}
-
-fn rows_of(table: &Value) -> Vec<&serde_json::Map<String, Value>> {
-    rows(table)
 }
 
 #[test]

@@ -499,7 +499,7 @@ fn partition_done(end: i64, delivered: i64, position: Option<i64>) -> bool {
 }
 
 /// The index of a topic-partition in `out.streams`, adding it on first sight (no allocation after).
-fn stream_index(
+pub fn stream_index(
     streams: &mut Vec<(String, i32, u16)>,
     out: &mut RawBatch,
     topic: &str,

@@ -20,7 +20,7 @@ use arrow_pyarrow::{FromPyArrow, ToPyArrow};
 use arrow_schema::DataType;
 use cdc_host::change::RawBatch;
 use cdc_host::embed::{self, EmbeddedChain};
-use cdc_host::source::kafka::{stream_name, wrap_record};
+use cdc_host::source::kafka::{stream_index, wrap_record};
 use cdc_host::transform::ChainPackage;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -164,15 +164,7 @@ fn raw_batch(batch: &RecordBatch) -> Result<RawBatch, String> {
     let mut streams: Vec<(String, i32, u16)> = Vec::new();
     for i in 0..batch.num_rows() {
         let (t, p) = (if topic.is_valid(i) { topic.value(i) } else { "" }, partition.value(i));
-        let stream = match streams.iter().find(|(st, sp, _)| *sp == p && st == t) {
-            Some((_, _, s)) => *s,
-            None => {
-                raw.streams.push(Arc::from(stream_name(t, p)));
-                let s = (raw.streams.len() - 1) as u16;
-                streams.push((t.to_string(), p, s));
-                s
-            }
-        };
+        let stream = stream_index(&mut streams, &mut raw, t, p);
         // As the host's Kafka source hands records over: with a key, `{"topic", "key", "value"}`
         // (the decoder reads the key's fields from it); without, the value, `null` for a tombstone.
         let v = value.is_valid(i).then(|| value.value(i));
