@@ -516,6 +516,43 @@ fn broker_restart_mid_stream_loses_and_duplicates_nothing() {
     assert_exactly_once(&wh, 0..N, &[&host]);
 }
 
+/// A live stream that has caught up commits its rows right away: with an hour-long interval and
+/// a row trigger it never reaches, only the caught-up commit can make the rows visible, and it
+/// does so again for a second burst. With `caught_up_commit_ms = 0` the same rows wait.
+#[test]
+fn a_caught_up_stream_commits_without_waiting_for_the_interval() {
+    let _stack = stack();
+    let topic = unique("caught-up");
+    create_topic(&topic, 2);
+    let hour = [("processing_interval_seconds", "processing_interval_seconds = 3600")];
+    let run = |dir: &Path, caught_up_ms: &str| {
+        let wh = dir.join("wh");
+        let setting = format!("caught_up_commit_ms = {caught_up_ms}");
+        let mut settings = hour.to_vec();
+        settings.push(("caught_up_commit_ms", &setting));
+        let cfg = kafka_config_with(dir, 1_000_000, &settings);
+        let host = Host::start(dir, "host", &cfg, &wh, &topic, &unique("group"), "streaming");
+        (wh, host)
+    };
+    let on = tempfile::tempdir().unwrap();
+    let off = tempfile::tempdir().unwrap();
+    let (wh, mut host) = run(on.path(), "250");
+    let (wh_off, mut host_off) = run(off.path(), "0");
+    wait_assigned(&host);
+    wait_assigned(&host_off);
+    for (burst, ids) in [0..500, 500..1_000].into_iter().enumerate() {
+        produce(&topic, ids.clone(), 2_000, Arc::new(AtomicUsize::new(0)));
+        wait_for_rows(&wh, ids.end as u64, Duration::from_secs(60), &[&host]);
+        assert!(host.child.try_wait().unwrap().is_none(), "burst {burst}: the host is still running");
+    }
+    assert_eq!(committed_rows(&wh_off), 0, "without caught-up commits the rows wait for the interval");
+    assert!(host.stop().success(), "{}", host.log_text());
+    assert!(host_off.stop().success(), "{}", host_off.log_text());
+    assert_exactly_once(&wh, 0..1_000, &[&host]);
+    // Stopping commits what was pending.
+    assert_exactly_once(&wh_off, 0..1_000, &[&host_off]);
+}
+
 #[test]
 fn two_hosts_in_one_group_split_partitions_exactly_once() {
     let _stack = stack();

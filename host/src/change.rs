@@ -23,6 +23,9 @@ pub struct RawBatch {
     pub offsets: Vec<i64>,
     /// Bytes of records let go by [`Self::keep_bytes_of`].
     pub released: usize,
+    /// The source had nothing more waiting when this batch was cut (a live stream has caught up):
+    /// what is pending may be committed now rather than at the next size or time trigger.
+    pub caught_up: bool,
 }
 
 impl RawBatch {
@@ -62,6 +65,7 @@ impl RawBatch {
         self.stream.clear();
         self.offsets.clear();
         self.released = 0;
+        self.caught_up = false;
     }
 
     /// Bytes the records took when read.

@@ -555,6 +555,11 @@ pub struct SinkConfig {
     /// Commit pending rows at least this often (streaming).
     #[serde(default = "default_interval")]
     pub processing_interval_seconds: u64,
+    /// Once a streaming source has caught up (nothing more waiting), pending rows commit as soon as
+    /// this long has passed since the last commit, instead of at the triggers above (0: never).
+    /// A backlog fills whole batches and still commits by size.
+    #[serde(default = "default_caught_up_commit")]
+    pub caught_up_commit_ms: u64,
     /// Rows (Arrow memory) held before they are sorted and written out, one partition at a time.
     /// Bounds the writer's memory whatever the number of partitions; larger means fewer files.
     #[serde(default = "default_write_buffer")]
@@ -570,6 +575,10 @@ fn default_commit_bytes() -> usize {
 }
 fn default_interval() -> u64 {
     10
+}
+
+fn default_caught_up_commit() -> u64 {
+    250
 }
 
 fn default_batch_size() -> usize {
@@ -598,6 +607,7 @@ impl Default for SinkConfig {
             zstd_level: default_zstd_level(),
             commit_bytes: default_commit_bytes(),
             processing_interval_seconds: default_interval(),
+            caught_up_commit_ms: default_caught_up_commit(),
             write_buffer_bytes: default_write_buffer(),
         }
     }

@@ -169,6 +169,8 @@ enum Step {
     /// The source asks for everything read so far to be committed (e.g. before Kafka partitions
     /// move): it travels behind the batches read before it, so the commit holds them all.
     Flush(std::sync::mpsc::Sender<Result<(), String>>),
+    /// The source has caught up (nothing new was waiting); it travels behind the batches before it.
+    CaughtUp,
 }
 
 /// The path of flush requests: the reading thread's sender into the transform thread, while it reads.
@@ -220,6 +222,8 @@ enum Msg {
     Failed(PipelineError),
     /// The commit in flight finished (raised on the loop itself).
     Landed,
+    /// The source has caught up: what is pending may be committed now.
+    CaughtUp,
 }
 
 /// What a run can be given besides config, source and chain.
@@ -391,7 +395,13 @@ pub async fn run<S: Source + 'static>(
                     let mut raw = RawBatch::default();
                     match source.next_batch(&mut raw, batch_size) {
                         Ok(false) => break,
-                        Ok(true) if raw.is_empty() => continue,
+                        Ok(true) if raw.is_empty() => {
+                            // Nothing new, but the writer learns that the source has caught up.
+                            if raw.caught_up && decoded_tx.send(Step::CaughtUp).is_err() {
+                                break;
+                            }
+                            continue;
+                        }
                         Ok(true) => {}
                         Err(e) => {
                             let _ = reader_tx.blocking_send(Msg::Failed(e));
@@ -446,6 +456,12 @@ pub async fn run<S: Source + 'static>(
                         Step::Flush(reply) => {
                             // Behind every batch read before the request.
                             if tx.blocking_send(Msg::Flush(reply)).is_err() {
+                                break;
+                            }
+                            continue;
+                        }
+                        Step::CaughtUp => {
+                            if tx.blocking_send(Msg::CaughtUp).is_err() {
                                 break;
                             }
                             continue;
@@ -541,6 +557,8 @@ pub async fn run<S: Source + 'static>(
         commit_rows: cfg.sink.commit_rows,
         commit_bytes: cfg.sink.commit_bytes,
         interval: Duration::from_secs(cfg.sink.processing_interval_seconds),
+        caught_up_interval: (cfg.sink.caught_up_commit_ms > 0)
+            .then(|| Duration::from_millis(cfg.sink.caught_up_commit_ms)),
         maintenance: cfg.maintenance.clone(),
         mirror: mirror_mode,
     };
@@ -574,6 +592,10 @@ pub async fn run<S: Source + 'static>(
         let result = match msg {
             None => Ok(()),
             Some(Msg::Landed) => tables.land().await,
+            Some(Msg::CaughtUp) => {
+                tables.caught_up();
+                Ok(())
+            }
             Some(Msg::Failed(e)) => {
                 failure = Some(e);
                 break;

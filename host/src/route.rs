@@ -261,7 +261,8 @@ impl RouteSource {
         if n == 0 {
             return 0;
         }
-        let mut kept = RawBatch { streams: batch.streams.clone(), ..Default::default() };
+        let mut kept =
+            RawBatch { streams: batch.streams.clone(), caught_up: batch.caught_up, ..Default::default() };
         for i in (0..batch.len()).filter(|&i| !held(i)) {
             kept.push(batch.stream[i], batch.offsets[i], batch.record(i));
         }
@@ -573,6 +574,8 @@ impl Router {
         let mut warned: std::collections::HashSet<(String, String)> = Default::default();
         let mut out = Routed::default();
         let mut last: HashMap<Arc<str>, u32> = HashMap::new();
+        // Tables handed records since the source last caught up.
+        let mut awaiting: std::collections::HashSet<u32> = Default::default();
         let mut failure = source.start(handle).err();
         let mut raw = RawBatch::default();
         while failure.is_none() && !stop.load(Ordering::Relaxed) {
@@ -679,6 +682,7 @@ impl Router {
                 book.sent(id as usize, &raw.streams[s], high);
             }
             let queues = tables.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let caught_up = raw.caught_up;
             let mut parts: Vec<(u32, RawBatch)> = Vec::new();
             match to.first() {
                 // The whole batch goes to one table: hand it over as it is.
@@ -704,6 +708,19 @@ impl Router {
                     }
                     parts.extend(by_id);
                 }
+            }
+            // The source caught up: every table still holding records of a batch before learns it
+            // (from its part of this batch, or from an empty one), so it can commit them now.
+            if caught_up {
+                for (id, part) in parts.iter_mut() {
+                    part.caught_up = true;
+                    awaiting.remove(id);
+                }
+                parts.extend(
+                    awaiting.drain().map(|id| (id, RawBatch { caught_up: true, ..Default::default() })),
+                );
+            } else {
+                awaiting.extend(parts.iter().map(|(id, _)| *id));
             }
             for (id, mut part) in parts {
                 // Queued batches hold their bytes only (not the growth slack of filling them).

@@ -41,6 +41,9 @@ pub struct TablesConfig {
     pub commit_rows: usize,
     pub commit_bytes: usize,
     pub interval: Duration,
+    /// Once the source has caught up, pending rows commit as soon as this long has passed since
+    /// the last commit (and no commit is in flight); `None`: only the triggers above commit.
+    pub caught_up_interval: Option<Duration>,
     pub maintenance: MaintenancePolicy,
     /// A mirror table (one row per key) rather than the change log.
     pub mirror: bool,
@@ -75,6 +78,8 @@ pub struct Tables {
     /// Newest source commit time (ms) among pending events.
     pending_ts_ms: i64,
     last_commit: Instant,
+    /// The source had nothing more waiting after the last batch it handed over.
+    caught_up: bool,
     metrics: Metrics,
     /// Tells the source which positions the table now holds.
     acknowledge: std::sync::mpsc::Sender<Positions>,
@@ -146,6 +151,7 @@ impl Tables {
             pending_bytes: 0,
             pending_ts_ms: 0,
             last_commit: Instant::now(),
+            caught_up: false,
             metrics,
             acknowledge,
             stats: TablesStats::default(),
@@ -184,9 +190,22 @@ impl Tables {
         s
     }
 
-    /// Time until the interval trigger fires.
+    /// Time until a time trigger fires: the interval, or a caught-up commit (a commit in flight
+    /// wakes the writer when it lands).
     pub fn until_due(&self) -> Duration {
-        self.cfg.interval.saturating_sub(self.last_commit.elapsed())
+        let elapsed = self.last_commit.elapsed();
+        let interval = self.cfg.interval.saturating_sub(elapsed);
+        match self.cfg.caught_up_interval {
+            Some(soon) if self.caught_up && self.flight.is_none() && self.main.is_pending() => {
+                interval.min(soon.saturating_sub(elapsed))
+            }
+            _ => interval,
+        }
+    }
+
+    /// The source has caught up (nothing new was waiting).
+    pub fn caught_up(&mut self) {
+        self.caught_up = true;
     }
 
     /// Whether a commit trigger has fired. A mirror also commits when the rows it holds for the
@@ -196,7 +215,16 @@ impl Tables {
             && (self.pending_rows() >= self.cfg.commit_rows
                 || self.pending_bytes >= self.cfg.commit_bytes
                 || self.mirror.as_ref().is_some_and(|m| m.pending_bytes() >= self.cfg.files.buffer_bytes)
-                || self.last_commit.elapsed() >= self.cfg.interval)
+                || self.last_commit.elapsed() >= self.cfg.interval
+                || self.caught_up_due())
+    }
+
+    /// The source has caught up and the commit before has landed: a live stream's rows commit now
+    /// instead of at the interval, while a backlog (full batches) still commits by size.
+    fn caught_up_due(&self) -> bool {
+        self.caught_up
+            && self.flight.is_none()
+            && self.cfg.caught_up_interval.is_some_and(|soon| self.last_commit.elapsed() >= soon)
     }
 
     /// Takes one batch: rows to the main table, dead letters to the dead-letter table, both
@@ -215,6 +243,7 @@ impl Tables {
             tracing::info!(from = %self.chain_id, to = %chain_id, "transform chain changed");
             self.chain_id = chain_id;
         }
+        self.caught_up = raw.caught_up;
         let takes = self.main.takes(raw);
         let held = takes.iter().filter(|t| !**t).count();
         if held > 0 {

@@ -50,6 +50,11 @@ struct Shared {
     failed: Option<String>,
 }
 
+/// Streaming: a batch that has records is cut once no record arrived for this long ...
+const QUIET_GAP: Duration = Duration::from_millis(10);
+/// ... or once its first record waited this long: a live stream's rows reach the table promptly.
+const BATCH_LINGER: Duration = Duration::from_millis(100);
+
 /// Attempts at starting assigned partitions at their positions before the run stops.
 const ASSIGN_ATTEMPTS: u32 = 5;
 /// Wait before the second attempt; doubled before each further one (0.2 + 0.4 + 0.8 + 1.6 s).
@@ -542,13 +547,24 @@ impl Source for KafkaSource {
             }
         }
         let max = max.min(self.cfg.max_poll_records).max(1);
-        let deadline = Instant::now() + Duration::from_millis(self.cfg.consumer_timeout_ms);
+        let streaming = self.mode == Mode::Streaming;
+        let mut deadline = Instant::now() + Duration::from_millis(self.cfg.consumer_timeout_ms);
+        let mut first_at = None;
         while out.len() < max {
             let now = Instant::now();
             if now >= deadline {
+                // A live stream delivered less than a batch in that time: it has caught up.
+                out.caught_up = streaming && !out.is_empty();
                 break;
             }
-            let polled = self.consumer.poll(deadline - now);
+            // Streaming: once a batch has records, it is cut when nothing more is waiting or when
+            // its first record is BATCH_LINGER old (a backlog fills batches long before either).
+            if streaming && first_at.is_none() && !out.is_empty() {
+                first_at = Some(now);
+                deadline = deadline.min(now + BATCH_LINGER);
+            }
+            let wait = if first_at.is_some() { (deadline - now).min(QUIET_GAP) } else { deadline - now };
+            let polled = self.consumer.poll(wait);
             if let Some(e) = self.assignment_failure() {
                 // Whatever this poll brought comes from offsets the table does not vouch for.
                 out.clear();
@@ -561,7 +577,11 @@ impl Source for KafkaSource {
                 out.streams.clear();
                 self.streams.clear();
             }
-            let Some(polled) = polled else { break };
+            let Some(polled) = polled else {
+                // Nothing waiting: the consumer has read everything the brokers had for it.
+                out.caught_up = streaming;
+                break;
+            };
             match polled {
                 Ok(m) => {
                     self.last_error = None;
