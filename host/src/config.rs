@@ -557,7 +557,7 @@ pub struct SinkConfig {
     pub processing_interval_seconds: u64,
     /// Once a streaming source has caught up (nothing more waiting), pending rows commit as soon as
     /// this long has passed since the last commit, instead of at the triggers above (0: never).
-    /// A backlog fills whole batches and still commits by size.
+    /// A backlog read at full speed fills whole batches and still commits by size.
     #[serde(default = "default_caught_up_commit")]
     pub caught_up_commit_ms: u64,
     /// Rows (Arrow memory) held before they are sorted and written out, one partition at a time.

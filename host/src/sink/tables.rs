@@ -220,7 +220,8 @@ impl Tables {
     }
 
     /// The source has caught up and the commit before has landed: a live stream's rows commit now
-    /// instead of at the interval, while a backlog (full batches) still commits by size.
+    /// instead of at the interval, while a backlog read at full speed (full batches) still commits
+    /// by size.
     fn caught_up_due(&self) -> bool {
         self.caught_up
             && self.flight.is_none()

@@ -558,7 +558,8 @@ impl Source for KafkaSource {
                 break;
             }
             // Streaming: once a batch has records, it is cut when nothing more is waiting or when
-            // its first record is BATCH_LINGER old (a backlog fills batches long before either).
+            // its first record is BATCH_LINGER old (a backlog read at full speed fills batches long
+            // before either; while the consumer starts fetching, it may not).
             if streaming && first_at.is_none() && !out.is_empty() {
                 first_at = Some(now);
                 deadline = deadline.min(now + BATCH_LINGER);
