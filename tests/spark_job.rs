@@ -10,17 +10,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
 
 /// The tests share the machine's two cores: one Spark job at a time.
@@ -32,48 +27,10 @@ fn brokers() -> String {
     })
 }
 
-/// A new topic of 4 partitions holding the records of an NDJSON stream (`{"key", "value"}` lines,
-/// keyed as Debezium keys them; a null value is a tombstone). Returns how many records it holds.
+/// A new topic of 4 partitions holding the records of an NDJSON stream. Returns how many records it
+/// holds.
 fn topic_with(name: &str, stream: &Path) -> usize {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin client");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    for r in rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(name, 4, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        ))
-        .expect("create topic")
-    {
-        r.expect("topic created");
-    }
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("linger.ms", "20")
-        .set("enable.idempotence", "true")
-        .create()
-        .expect("producer");
-    let mut n = 0;
-    for line in std::io::BufReader::new(std::fs::File::open(stream).unwrap()).lines() {
-        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
-        let key = v["key"].to_string();
-        let payload = (!v["value"].is_null()).then(|| v["value"].to_string());
-        loop {
-            let mut rec = BaseRecord::to(name).key(&key);
-            if let Some(p) = &payload {
-                rec = rec.payload(p);
-            }
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err(_) => {
-                    producer.poll(Duration::from_millis(20));
-                }
-            }
-        }
-        n += 1;
-    }
-    producer.flush(Duration::from_secs(120)).expect("all records delivered");
-    n
+    common::topic::load_topic(&brokers(), name, stream)
 }
 
 /// The host draining `topic` (batch mode) into `<namespace>.customers_analytics` of `wh`.

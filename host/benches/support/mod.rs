@@ -56,58 +56,11 @@ pub fn stack_env(key: &str) -> String {
         .unwrap_or_else(|| panic!("scripts/stack env prints no {key}: is the stack up? (scripts/stack up)"))
 }
 
-/// Creates `topic` (4 partitions) and produces every record of the NDJSON `stream` to it
-/// (`{"key", "value"}` lines, keyed as Debezium keys them; a null value is a tombstone).
-#[allow(dead_code)]
-pub fn load_topic(brokers: &str, topic: &str, stream: &Path) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    use rdkafka::config::ClientConfig;
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    use std::io::BufRead;
-
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    for r in rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(topic, 4, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        ))
-        .unwrap()
-    {
-        r.unwrap();
-    }
-    eprintln!("loading {} into {topic} ...", stream.display());
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .set("compression.type", "lz4")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .unwrap();
-    let file = std::io::BufReader::new(std::fs::File::open(stream).unwrap());
-    for line in file.lines() {
-        let line = line.unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        let key = v["key"].to_string();
-        let payload = if v["value"].is_null() { None } else { Some(v["value"].to_string()) };
-        loop {
-            let mut rec = BaseRecord::to(topic).key(&key);
-            if let Some(p) = &payload {
-                rec = rec.payload(p);
-            }
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err(_) => {
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(600)).unwrap();
-}
+#[path = "../../../tests/common/topic.rs"]
+#[allow(dead_code)] // not every benchmark loads a topic
+mod topic;
+#[allow(unused_imports)]
+pub use topic::load_topic;
 
 /// The realistic stream of `n` records `scripts/generate-stream` writes (once; kept between runs).
 #[allow(dead_code)]
