@@ -20,6 +20,13 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// One arena: batches are made on one pipeline thread and freed on another, and with an arena per
+/// thread each arena keeps its own freed pages (a mirror's peak RSS: 360–368 MB against 401–402 MB
+/// with the default of 4 per core, at the same speed). `_RJEM_MALLOC_CONF` still overrides it.
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8; 10] = b"narenas:1\0";
+
 #[derive(Parser)]
 #[command(
     name = "cdc-host",

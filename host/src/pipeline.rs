@@ -171,6 +171,35 @@ enum Step {
     Flush(std::sync::mpsc::Sender<Result<(), String>>),
     /// The source has caught up (nothing new was waiting); it travels behind the batches before it.
     CaughtUp,
+    /// A batch the decode helper decodes, in its place in the order.
+    Ahead(std::sync::mpsc::Receiver<Box<Decoding>>),
+}
+
+/// A batch for the decode helper, with the chain to use from it on, and where its result goes.
+type DecodeJob = (RawBatch, Option<Chain>, std::sync::mpsc::SyncSender<Box<Decoding>>);
+
+/// Decodes batches handed over by the reading thread while that thread reads and decodes the next
+/// ones: decoding is the heaviest stage before the writer, and two cores can share it. The reader
+/// hands a batch over only when the helper is free, so neither waits on the other.
+fn spawn_decode_helper(
+    mut decoder: Decoder,
+) -> Result<(std::sync::mpsc::SyncSender<DecodeJob>, std::thread::JoinHandle<()>), PipelineError> {
+    let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel::<DecodeJob>(0);
+    let helper = std::thread::Builder::new()
+        .name("decode".into())
+        .spawn(move || {
+            while let Ok((raw, swap, reply)) = jobs_rx.recv() {
+                let started = Instant::now();
+                let decoded = decoder.decode(&raw);
+                let busy = started.elapsed();
+                metrics::stage_time(Stage::Decode, busy);
+                if reply.send(Box::new(Decoding { swap, raw, decoded, busy })).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| PipelineError::Internal(format!("cannot start the decode thread: {e}")))?;
+    Ok((jobs_tx, helper))
 }
 
 /// The path of flush requests: the reading thread's sender into the transform thread, while it reads.
@@ -347,8 +376,9 @@ pub async fn run<S: Source + 'static>(
     let (tx, mut rx) = mpsc::channel::<Msg>(QUEUED_BATCHES);
     let (committed_tx, committed_rx) = std::sync::mpsc::channel::<BTreeMap<String, i64>>();
     let held = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    // Two threads feed the writer: one reads and decodes, the other filters, keys and runs the chain;
-    // batches cross between them whole.
+    // Two threads feed the writer: one reads and decodes (handing every batch it can to a decode
+    // helper), the other filters, keys and runs the chain; batches cross between them whole and in
+    // source order.
     let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Step>(DECODED_BATCHES);
     let flush_path: FlushPath = Arc::new(std::sync::Mutex::new(Some(decoded_tx.clone())));
     let handle: Arc<dyn PipelineHandle> = Arc::new(Handle {
@@ -375,6 +405,8 @@ pub async fn run<S: Source + 'static>(
     let stop = options.stop.clone();
     let mut updates = options.updates;
     let reader_tx = tx.clone();
+    let (helper_tx, helper) =
+        spawn_decode_helper(Decoder::new(declared.clone(), decimal).widening(evolve_schema))?;
     let reader = std::thread::Builder::new()
         .name("read-decode".into())
         .spawn(move || {
@@ -411,6 +443,20 @@ pub async fn run<S: Source + 'static>(
                     if let Some((read, _)) = source.progress() {
                         reader_bytes.store(read, Ordering::Relaxed);
                     }
+                    // The helper takes the batch if it is free; otherwise this thread decodes it.
+                    let (reply, result) = std::sync::mpsc::sync_channel(1);
+                    let (raw, swap) = match helper_tx.try_send((raw, swap, reply)) {
+                        Ok(()) => {
+                            if decoded_tx.send(Step::Ahead(result)).is_err() {
+                                break;
+                            }
+                            continue;
+                        }
+                        Err(
+                            std::sync::mpsc::TrySendError::Full((raw, swap, _))
+                            | std::sync::mpsc::TrySendError::Disconnected((raw, swap, _)),
+                        ) => (raw, swap),
+                    };
                     let started = Instant::now();
                     let decoded = decoder.decode(&raw);
                     let busy = started.elapsed();
@@ -466,6 +512,16 @@ pub async fn run<S: Source + 'static>(
                             }
                             continue;
                         }
+                        Step::Ahead(result) => match result.recv() {
+                            Ok(d) => *d,
+                            Err(_) => {
+                                fail(PipelineError::Internal(
+                                    "the decode thread stopped; nothing after the last commit was committed"
+                                        .into(),
+                                ));
+                                break;
+                            }
+                        },
                     };
                     let started = Instant::now();
                     // Stopping (a signal, or the chain halted): batches decoded ahead are left for
@@ -656,6 +712,7 @@ pub async fn run<S: Source + 'static>(
     drop(tables); // closes the acknowledgement channel so the worker can finish
     let _ = worker.join();
     let _ = reader.join();
+    let _ = helper.join();
     flushed?;
     summary.seconds = started.elapsed().as_secs_f64();
     let stages_now = metrics::stage_seconds();

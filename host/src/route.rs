@@ -16,7 +16,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use memchr::memmem::{Finder, FinderRev};
+use memchr::memmem::Finder;
 use serde::Deserialize;
 
 use crate::change::RawBatch;
@@ -45,9 +45,10 @@ struct SourceBlock<'a> {
 // Searchers built once: building one per record costs more than the search.
 static SCHEMA_FIELD: LazyLock<Finder> = LazyLock::new(|| Finder::new(b"\"schema\":\""));
 static TABLE_FIELD: LazyLock<Finder> = LazyLock::new(|| Finder::new(b"\"table\":\""));
-/// Searched from the end: the envelope's `source` block follows the row images, so it is found after
-/// a few hundred bytes, and a row column named `source` is not taken for it.
-static SOURCE_KEY: LazyLock<FinderRev> = LazyLock::new(|| FinderRev::new(b"\"source\""));
+/// The last match followed by an object is the envelope's `source` block: it follows the row images,
+/// so a row column named `source` is not taken for it. (A forward search of the whole record is
+/// vectorised; a reverse one is not, and costs more even though it stops sooner.)
+static SOURCE_KEY: LazyLock<Finder> = LazyLock::new(|| Finder::new(b"\"source\""));
 
 /// The text of `"key":"value"` (the key as `finder` searches it) in a compact JSON object, if it has
 /// no escapes.
@@ -75,25 +76,21 @@ pub fn peek(record: &[u8]) -> Peeked<'_> {
     {
         out.topic = std::str::from_utf8(&rest[..end]).ok();
     }
-    for at in SOURCE_KEY.rfind_iter(record) {
-        let rest = record[at + 8..].trim_ascii_start();
-        let Some(rest) = rest.strip_prefix(b":") else { continue };
-        let rest = rest.trim_ascii_start();
-        if !rest.starts_with(b"{") {
-            continue;
-        }
+    let block_after = |at: usize| {
+        let rest = record[at + 8..].trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
+        rest.starts_with(b"{").then_some(rest)
+    };
+    if let Some(rest) = SOURCE_KEY.find_iter(record).filter_map(block_after).last() {
         // Debezium's JSON converter writes compact JSON, and the block holds no nested object.
         let block = memchr::memchr(b'}', rest).map_or(rest, |end| &rest[..end]);
         if let (Some(s), Some(t)) = (compact_field(block, &SCHEMA_FIELD), compact_field(block, &TABLE_FIELD))
         {
             out.source = Some((Cow::Borrowed(s), Cow::Borrowed(t)));
-            break;
-        }
-        let mut de = serde_json::Deserializer::from_slice(rest);
-        if let Ok(SourceBlock { schema: Some(s), table: Some(t) }) = SourceBlock::deserialize(&mut de) {
+        } else if let Ok(SourceBlock { schema: Some(s), table: Some(t) }) =
+            SourceBlock::deserialize(&mut serde_json::Deserializer::from_slice(rest))
+        {
             out.source = Some((s, t));
         }
-        break;
     }
     out
 }

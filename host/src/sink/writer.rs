@@ -204,7 +204,9 @@ pub async fn write_runs(
     batches: Arc<Vec<RecordBatch>>,
     runs: Vec<Run>,
 ) -> Result<Vec<Vec<DataFile>>, IcebergError> {
-    let lanes = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    // Two lanes per core: a lane waits on the disk while it creates and syncs each file, and the
+    // other lane of its core keeps encoding meanwhile.
+    let lanes = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4) * 2;
     // Biggest runs first, each to the lane with the fewest rows so far.
     let count = runs.len();
     let mut by_size: Vec<(usize, Run)> = runs.into_iter().enumerate().collect();
@@ -220,13 +222,18 @@ pub async fn write_runs(
         .filter(|(_, runs)| !runs.is_empty())
         .map(|(_, runs)| {
             let (files, batches) = (files.clone(), batches.clone());
-            tokio::spawn(async move {
-                let refs: Vec<&RecordBatch> = batches.iter().collect();
-                let mut out = Vec::with_capacity(runs.len());
-                for (i, run) in runs {
-                    out.push((i, write_run(&files, &refs, run).await?));
-                }
-                Ok::<_, IcebergError>(out)
+            let runtime = tokio::runtime::Handle::current();
+            // On a thread of its own: file I/O blocks (it is synchronous under the async API), and a
+            // runtime worker blocked on it would leave its core idle.
+            tokio::task::spawn_blocking(move || {
+                runtime.block_on(async move {
+                    let refs: Vec<&RecordBatch> = batches.iter().collect();
+                    let mut out = Vec::with_capacity(runs.len());
+                    for (i, run) in runs {
+                        out.push((i, write_run(&files, &refs, run).await?));
+                    }
+                    Ok::<_, IcebergError>(out)
+                })
             })
         })
         .collect();

@@ -17,6 +17,8 @@ pub struct FileSource {
     done: bool,
     bytes_read: u64,
     total_bytes: Option<u64>,
+    /// Bytes of the last full batch: the next one reserves as much up front instead of growing.
+    last_batch_bytes: usize,
 }
 
 impl FileSource {
@@ -32,7 +34,15 @@ impl FileSource {
             let total = f.metadata().ok().map(|m| m.len());
             (Box::new(BufReader::with_capacity(1 << 20, f) as BufReader<File>), display_name(path), total)
         };
-        Ok(Self { reader, name: Arc::from(name), line: 0, done: false, bytes_read: 0, total_bytes: total })
+        Ok(Self {
+            reader,
+            name: Arc::from(name),
+            line: 0,
+            done: false,
+            bytes_read: 0,
+            total_bytes: total,
+            last_batch_bytes: 0,
+        })
     }
 
     /// A source over any reader (tests, benchmarks).
@@ -44,6 +54,7 @@ impl FileSource {
             done: false,
             bytes_read: 0,
             total_bytes: None,
+            last_batch_bytes: 0,
         }
     }
 
@@ -64,15 +75,21 @@ impl FileSource {
     /// Reads the next line into `line` (without its line break); false at end of input.
     fn next_line(&mut self, line: &mut Vec<u8>) -> std::io::Result<bool> {
         line.clear();
-        let n = self.reader.read_until(b'\n', line)?;
+        self.append_line(line)
+    }
+
+    /// Appends the next line to `buf` (without its line break); false at end of input.
+    fn append_line(&mut self, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+        let start = buf.len();
+        let n = self.reader.read_until(b'\n', buf)?;
         if n == 0 {
             self.done = true;
             return Ok(false);
         }
         self.bytes_read += n as u64;
         self.line += 1;
-        while matches!(line.last(), Some(b'\n' | b'\r')) {
-            line.pop();
+        while buf.len() > start && matches!(buf.last(), Some(b'\n' | b'\r')) {
+            buf.pop();
         }
         Ok(true)
     }
@@ -88,9 +105,15 @@ impl FileSource {
         if out.streams.is_empty() {
             out.streams.push(self.name.clone());
         }
-        let mut line = Vec::with_capacity(4096);
-        while out.len() < max && !self.done && self.next_line(&mut line)? {
-            out.push(0, self.line, &line);
+        // Lines are read straight into the batch, which has room for as many bytes as the last one.
+        out.buf.reserve(self.last_batch_bytes + self.last_batch_bytes / 16);
+        while out.len() < max && !self.done && self.append_line(&mut out.buf)? {
+            out.ends.push(out.buf.len());
+            out.stream.push(0);
+            out.offsets.push(self.line);
+        }
+        if out.len() == max {
+            self.last_batch_bytes = out.buf.len();
         }
         Ok(!out.is_empty())
     }
