@@ -204,8 +204,10 @@ pub async fn write_runs(
     batches: Arc<Vec<RecordBatch>>,
     runs: Vec<Run>,
 ) -> Result<Vec<Vec<DataFile>>, IcebergError> {
-    // Two lanes per core: a lane waits on the disk while it creates and syncs each file, and the
-    // other lane of its core keeps encoding meanwhile.
+    // Two lanes per core: while a lane waits on the disk (each file is created and synced), another
+    // has work ready. Lanes stay on the runtime's workers: on threads of their own they would let the
+    // next buffer fill while this one is written, and with thousands of partitions the peak RSS rose
+    // from 272–285 MB to 337–350 MB for little gain.
     let lanes = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4) * 2;
     // Biggest runs first, each to the lane with the fewest rows so far.
     let count = runs.len();
@@ -222,18 +224,13 @@ pub async fn write_runs(
         .filter(|(_, runs)| !runs.is_empty())
         .map(|(_, runs)| {
             let (files, batches) = (files.clone(), batches.clone());
-            let runtime = tokio::runtime::Handle::current();
-            // On a thread of its own: file I/O blocks (it is synchronous under the async API), and a
-            // runtime worker blocked on it would leave its core idle.
-            tokio::task::spawn_blocking(move || {
-                runtime.block_on(async move {
-                    let refs: Vec<&RecordBatch> = batches.iter().collect();
-                    let mut out = Vec::with_capacity(runs.len());
-                    for (i, run) in runs {
-                        out.push((i, write_run(&files, &refs, run).await?));
-                    }
-                    Ok::<_, IcebergError>(out)
-                })
+            tokio::spawn(async move {
+                let refs: Vec<&RecordBatch> = batches.iter().collect();
+                let mut out = Vec::with_capacity(runs.len());
+                for (i, run) in runs {
+                    out.push((i, write_run(&files, &refs, run).await?));
+                }
+                Ok::<_, IcebergError>(out)
             })
         })
         .collect();
