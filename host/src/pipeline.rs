@@ -175,6 +175,15 @@ enum Step {
     Ahead(std::sync::mpsc::Receiver<Box<Decoding>>),
 }
 
+/// Decodes one batch, timing it.
+fn decode_batch(decoder: &mut Decoder, raw: RawBatch, swap: Option<Chain>) -> Box<Decoding> {
+    let started = Instant::now();
+    let decoded = decoder.decode(&raw);
+    let busy = started.elapsed();
+    metrics::stage_time(Stage::Decode, busy);
+    Box::new(Decoding { swap, raw, decoded, busy })
+}
+
 /// A batch for the decode helper, with the chain to use from it on, and where its result goes.
 type DecodeJob = (RawBatch, Option<Chain>, std::sync::mpsc::SyncSender<Box<Decoding>>);
 
@@ -189,11 +198,7 @@ fn spawn_decode_helper(
         .name("decode".into())
         .spawn(move || {
             while let Ok((raw, swap, reply)) = jobs_rx.recv() {
-                let started = Instant::now();
-                let decoded = decoder.decode(&raw);
-                let busy = started.elapsed();
-                metrics::stage_time(Stage::Decode, busy);
-                if reply.send(Box::new(Decoding { swap, raw, decoded, busy })).is_err() {
+                if reply.send(decode_batch(&mut decoder, raw, swap)).is_err() {
                     break;
                 }
             }
@@ -457,12 +462,7 @@ pub async fn run<S: Source + 'static>(
                             | std::sync::mpsc::TrySendError::Disconnected((raw, swap, _)),
                         ) => (raw, swap),
                     };
-                    let started = Instant::now();
-                    let decoded = decoder.decode(&raw);
-                    let busy = started.elapsed();
-                    metrics::stage_time(Stage::Decode, busy);
-                    if decoded_tx.send(Step::Batch(Box::new(Decoding { swap, raw, decoded, busy }))).is_err()
-                    {
+                    if decoded_tx.send(Step::Batch(decode_batch(&mut decoder, raw, swap))).is_err() {
                         break;
                     }
                 }
