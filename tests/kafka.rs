@@ -714,6 +714,38 @@ fn batch_mode_ends_after_transaction_markers() {
     assert_exactly_once(&wh, 0..COMMITTED, &[&host]);
 }
 
+/// Kafka values that are not JSON are dead letters, also one whose text after a valid envelope would
+/// read as more fields of the record the host wraps it in; the records around them land.
+#[test]
+fn kafka_values_that_are_not_json_are_dead_letters() {
+    let _stack = stack();
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let cfg = kafka_config(dir.path(), 100_000);
+    let topic = unique("notjson");
+    create_topic(&topic, 1);
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("producer");
+    let mut values: Vec<String> = (0..10).map(|id| event(id, "c")).collect();
+    values.insert(4, format!("{},\"zzz\":1", event(100, "c")));
+    values.insert(7, "garbage".to_string());
+    for (n, v) in values.iter().enumerate() {
+        let key = format!("{{\"customer_id\":{n}}}");
+        while producer.send(BaseRecord::to(&topic).key(&key).payload(v)).is_err() {
+            producer.poll(Duration::from_millis(50));
+        }
+    }
+    producer.flush(Timeout::After(Duration::from_secs(30))).expect("records written");
+
+    let mut host = Host::start(dir.path(), "batch", &cfg, &wh, &topic, &unique("group"), "batch");
+    let status = host.wait(Duration::from_secs(120));
+    assert!(status.success(), "{status}\n{}", host.log_text());
+    let summary = host.summary();
+    assert_eq!(summary["records"], 12, "{summary}");
+    assert_eq!(summary["dead_letters"], 2, "{summary}");
+    assert_exactly_once(&wh, 0..10, &[&host]);
+}
+
 /// A mirror table fed by Debezium through Kafka (the key from the Kafka record keys): an update that
 /// moves a row to another partition, a primary-key change, an insert deleted again, and an update
 /// that leaves a TOASTed `notes` untouched end as one row per live key with the value kept.

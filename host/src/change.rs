@@ -26,6 +26,9 @@ pub struct RawBatch {
     /// The source had nothing more waiting when this batch was cut (a live stream has caught up):
     /// what is pending may be committed now rather than at the next size or time trigger.
     pub caught_up: bool,
+    /// Records are Kafka records the source wrapped as `{"topic","key","value"}` (the value last)
+    /// without checking that the value is JSON: decoding checks it.
+    pub unchecked_values: bool,
 }
 
 impl RawBatch {
@@ -66,6 +69,7 @@ impl RawBatch {
         self.offsets.clear();
         self.released = 0;
         self.caught_up = false;
+        self.unchecked_values = false;
     }
 
     /// Bytes the records took when read.

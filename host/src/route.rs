@@ -258,8 +258,12 @@ impl RouteSource {
         if n == 0 {
             return 0;
         }
-        let mut kept =
-            RawBatch { streams: batch.streams.clone(), caught_up: batch.caught_up, ..Default::default() };
+        let mut kept = RawBatch {
+            streams: batch.streams.clone(),
+            caught_up: batch.caught_up,
+            unchecked_values: batch.unchecked_values,
+            ..Default::default()
+        };
         for i in (0..batch.len()).filter(|&i| !held(i)) {
             kept.push(batch.stream[i], batch.offsets[i], batch.record(i));
         }
@@ -692,7 +696,10 @@ impl Router {
                         if id == NOWHERE {
                             continue;
                         }
-                        let part = by_id.entry(id).or_default();
+                        let part = by_id.entry(id).or_insert_with(|| RawBatch {
+                            unchecked_values: raw.unchecked_values,
+                            ..Default::default()
+                        });
                         let stream = &raw.streams[raw.stream[i] as usize];
                         let s = match part.streams.iter().position(|x| x == stream) {
                             Some(s) => s,

@@ -23,6 +23,8 @@ use serde_json::value::RawValue;
 
 mod scan;
 
+pub use scan::is_json;
+
 use crate::change::{ChangeBatch, Column, Columns, DeadLetter, Op, RawBatch, SourceInfo, TableRef};
 use crate::config::DecimalHandling;
 use crate::schema::{ColType, MAX_DECIMAL_PRECISION, UTC};
@@ -388,7 +390,7 @@ impl Decoder {
                 stats.tombstones += 1;
                 continue;
             }
-            match self.decode_one(text, i as u32, &mut b, &mut stats) {
+            match self.decode_one(text, raw.unchecked_values, i as u32, &mut b, &mut stats) {
                 Ok(()) => {}
                 Err(reason) => {
                     b.reject_current(i as u32);
@@ -403,19 +405,30 @@ impl Decoder {
         Decoded { batch, truncates, key_fields: self.key_fields.clone(), dead_letters: dead, stats }
     }
 
+    /// Decodes one record; `unchecked`: a Kafka record wrapped by the source, its value not checked yet.
     fn decode_one<'a>(
         &mut self,
         text: &'a str,
+        unchecked: bool,
         origin: u32,
         b: &mut BatchBuilder,
         stats: &mut DecodeStats,
     ) -> Result<(), String> {
         // The scanner reads what Debezium writes; serde reads the rest (and words the errors).
-        let parts = match scan::record(text) {
+        let parts = match scan::record(text, unchecked) {
             Ok(parts) => parts,
-            Err(scan::Fallback) => serde_json::from_str::<Line<'a>>(text)
-                .map_err(|e| format!("not a Debezium JSON record: {e}"))?
-                .into(),
+            Err(scan::Fallback) => {
+                if unchecked {
+                    // Serde would read a value with trailing text as more fields of the wrapper.
+                    let value = scan::wrapped_value(text).unwrap_or(text);
+                    if let Err(e) = serde_json::from_str::<de::IgnoredAny>(value) {
+                        return Err(format!("the Kafka record's value is not JSON: {e}"));
+                    }
+                }
+                serde_json::from_str::<Line<'a>>(text)
+                    .map_err(|e| format!("not a Debezium JSON record: {e}"))?
+                    .into()
+            }
         };
         if self.key_fields.is_none()
             && let Some(key) = parts.key
@@ -1797,7 +1810,7 @@ mod tests {
         let mut accepted = 0;
         let mut check = |text: &str| {
             let text = text.trim();
-            let Ok(fast) = scan::record(text) else { return false };
+            let Ok(fast) = scan::record(text, false) else { return false };
             let slow: Line = serde_json::from_str(text)
                 .unwrap_or_else(|e| panic!("the scanner accepted what serde refuses ({e}): {text}"));
             assert_eq!(describe(&fast), describe(&slow.into()), "{text}");
@@ -1826,5 +1839,72 @@ mod tests {
             }
         }
         assert!(accepted > 10 * lines.len(), "only {accepted} variants were read by the scanner");
+    }
+
+    #[test]
+    fn is_json_agrees_with_serde() {
+        let deep = format!("{}{}", "[".repeat(120), "]".repeat(120));
+        let deeper = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        for text in [
+            " {\"a\": [1, -2.5e3, true, false, null, \"\\u00e9\\n\"], \"b\": {}} ",
+            "\"plain\"",
+            "0",
+            "null",
+            &deep,
+            &deeper,
+            "",
+            "nul",
+            "{",
+            "[1,]",
+            "1 2",
+            "01",
+            "\"\\x\"",
+            "\"tab\there\"",
+            "{\"a\" 1}",
+            "[\"unterminated]",
+        ] {
+            let serde = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+            assert_eq!(is_json(text.as_bytes()), serde, "{text}");
+        }
+        assert!(!is_json(b"\"\xff\""));
+        for line in fixture_lines("schemas_true__decimal_precise") {
+            assert!(is_json(line.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn kafka_values_wrapped_unchecked_are_checked_here() {
+        let mut wrapped = Vec::new();
+        let mut r =
+            RawBatch { streams: vec![Arc::from("t-0")], unchecked_values: true, ..Default::default() };
+        let values: [&[u8]; 5] = [
+            br#"{"op":"c","after":{"customer_id":1},"source":{"schema":"public","table":"customers"}}"#,
+            // Text after the value would read as more fields of the wrapper.
+            br#"{"op":"c","after":{"customer_id":2}},"zzz":1"#,
+            b"garbage",
+            b"",
+            // An escaped field name: read by serde, the value checked first.
+            br#"{"op":"c","after":{"customer_\u0069d":3}}"#,
+        ];
+        for (i, v) in values.iter().enumerate() {
+            crate::source::kafka::wrap_record(&mut wrapped, "t", Some(br#"{"customer_id":1}"#), Some(v));
+            r.push(0, i as i64, &wrapped);
+        }
+        crate::source::kafka::wrap_record(&mut wrapped, "t", None, None);
+        r.push(0, 9, &wrapped);
+        let out = Decoder::new(declared(), DecimalHandling::Precise).decode(&r);
+        let ids = out
+            .batch
+            .after
+            .get("customer_id")
+            .map(|c| c.array.as_primitive::<arrow_array::types::Int64Type>().values().to_vec());
+        assert_eq!(ids, Some(vec![1, 3]));
+        assert_eq!(out.stats.tombstones, 1);
+        let dead: Vec<(u32, &str)> = out.dead_letters.iter().map(|d| (d.origin, &*d.reason)).collect();
+        assert_eq!(dead.len(), 3, "{dead:?}");
+        for (d, origin) in dead.iter().zip([1, 2, 3]) {
+            assert_eq!(d.0, origin);
+            assert!(d.1.starts_with("the Kafka record's value is not JSON"), "{d:?}");
+        }
     }
 }

@@ -21,8 +21,9 @@ type Scan<T> = Result<T, Fallback>;
 /// Nesting deeper than this is left to the serde path (`serde_json` stops at 128).
 const MAX_DEPTH: usize = 100;
 
-/// Reads `text` (one record, trimmed).
-pub(super) fn record(text: &str) -> Scan<Parts<'_>> {
+/// Reads `text` (one record, trimmed). `value_last`: the record is a Kafka record the source wrapped
+/// (see [`crate::source::kafka::wrap_record`]), so nothing may follow its `value`.
+pub(super) fn record(text: &str, value_last: bool) -> Scan<Parts<'_>> {
     let mut s = Scanner { text, b: text.as_bytes(), i: 0 };
     let mut parts = Parts::default();
     let mut seen = Seen::default();
@@ -33,6 +34,9 @@ pub(super) fn record(text: &str) -> Scan<Parts<'_>> {
             "value" => {
                 seen.first(2)?;
                 parts.value = s.opt_fields(|s, key, env, seen| s.flat_field(key, env, seen, 0))?;
+                if value_last && s.peek()? != b'}' {
+                    return Err(Fallback);
+                }
             }
             _ => {
                 if !s.flat_field(key, &mut parts.top, &mut seen, 3)? {
@@ -44,6 +48,32 @@ pub(super) fn record(text: &str) -> Scan<Parts<'_>> {
     })?;
     s.end()?;
     Ok(parts)
+}
+
+/// Whether `bytes` are one JSON value (whitespace around it allowed), as `serde_json` would say.
+pub fn is_json(bytes: &[u8]) -> bool {
+    let Ok(text) = simdutf8::basic::from_utf8(bytes) else { return false };
+    let mut s = Scanner { text, b: bytes, i: 0 };
+    match s.skip(0).and_then(|_| s.end()) {
+        Ok(()) => true,
+        Err(Fallback) => serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok(),
+    }
+}
+
+/// The value of a record [`crate::source::kafka::wrap_record`] wrapped: what follows `"value":`, up to
+/// the closing brace. `None` if `text` is not such a record.
+pub(super) fn wrapped_value(text: &str) -> Option<&str> {
+    let mut s = Scanner { text, b: text.as_bytes(), i: 0 };
+    s.eat(b'{').ok()?;
+    for field in ["topic", "key"] {
+        (s.peek().ok()? == b'"' && s.string().ok()?.0 == field).then_some(())?;
+        s.eat(b':').ok()?;
+        s.skip(0).ok()?;
+        s.eat(b',').ok()?;
+    }
+    (s.peek().ok()? == b'"' && s.string().ok()?.0 == "value").then_some(())?;
+    s.eat(b':').ok()?;
+    text[s.i..].strip_suffix('}')
 }
 
 /// Which fields of one object were read already (`serde` refuses a duplicate field).
