@@ -69,7 +69,7 @@ async fn main() {
             })
             .collect();
         sink.write(RecordBatch::try_new(schema, columns).unwrap()).await.unwrap();
-        let mut raw = RawBatch { streams: vec![Arc::from("bench")], ..Default::default() };
+        let mut raw = RawBatch::new(vec![Arc::from("bench")]);
         raw.push(0, i as i64 + 1, b"{}");
         sink.track(&raw, &[true]);
         let t0 = Instant::now();

@@ -1,7 +1,7 @@
 //! The data that flows between stages: raw records in, columnar change batches through the chain,
 //! dead letters out.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow_array::{ArrayRef, BooleanArray};
 use arrow_select::filter::filter;
@@ -31,7 +31,59 @@ pub struct RawBatch {
     pub unchecked_values: bool,
 }
 
+/// Record buffers of dropped batches, for the next batches to read into: filling a fresh buffer costs
+/// a page fault every 4 KiB (most of the time spent reading a file).
+static SPARE_BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// Spare buffers kept at most (about the batches between reading and the chain).
+const SPARE_MAX: usize = 4;
+
+/// Buffers smaller than this are not kept.
+const SPARE_MIN_BYTES: usize = 1 << 20;
+
+/// Keeps `buf` for a next batch, if it is worth keeping and there is room.
+fn keep_spare(mut buf: Vec<u8>) {
+    if buf.capacity() >= SPARE_MIN_BYTES {
+        let mut spare = SPARE_BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < SPARE_MAX {
+            buf.clear();
+            spare.push(buf);
+        }
+    }
+}
+
+impl Drop for RawBatch {
+    fn drop(&mut self) {
+        keep_spare(std::mem::take(&mut self.buf));
+    }
+}
+
 impl RawBatch {
+    /// An empty batch of records from `streams`.
+    pub fn new(streams: Vec<Arc<str>>) -> Self {
+        let mut batch = Self::default();
+        batch.streams = streams;
+        batch
+    }
+
+    /// Makes room for `bytes` more record bytes; an empty batch takes the buffer of a dropped one
+    /// when one is large enough.
+    pub fn reserve(&mut self, bytes: usize) {
+        if self.buf.capacity() - self.buf.len() >= bytes {
+            return;
+        }
+        if self.buf.is_empty() && bytes >= SPARE_MIN_BYTES {
+            // Whole MiBs, so that the buffers of batches of about the same size fit each other.
+            let bytes = bytes.next_multiple_of(SPARE_MIN_BYTES);
+            let mut spare = SPARE_BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
+            // Spare buffers too small for this batch are likely too small for the next ones too.
+            spare.retain(|b| b.capacity() >= bytes);
+            self.buf = spare.pop().unwrap_or_else(|| Vec::with_capacity(bytes));
+            return;
+        }
+        self.buf.reserve(bytes);
+    }
+
     /// Number of records.
     pub fn len(&self) -> usize {
         self.ends.len()
@@ -89,7 +141,7 @@ impl RawBatch {
             ends.push(buf.len());
         }
         self.released += self.buf.len() - buf.len();
-        self.buf = buf;
+        keep_spare(std::mem::replace(&mut self.buf, buf));
         self.ends = ends;
     }
 }
@@ -288,7 +340,7 @@ mod tests {
 
     #[test]
     fn raw_batch_positions() {
-        let mut r = RawBatch { streams: vec![Arc::from("in.ndjson")], ..Default::default() };
+        let mut r = RawBatch::new(vec![Arc::from("in.ndjson")]);
         r.push(0, 1, b"{}");
         r.push(0, 2, b"[1]");
         assert_eq!(r.record(1), b"[1]");

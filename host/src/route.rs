@@ -258,12 +258,9 @@ impl RouteSource {
         if n == 0 {
             return 0;
         }
-        let mut kept = RawBatch {
-            streams: batch.streams.clone(),
-            caught_up: batch.caught_up,
-            unchecked_values: batch.unchecked_values,
-            ..Default::default()
-        };
+        let mut kept = RawBatch::new(batch.streams.clone());
+        kept.caught_up = batch.caught_up;
+        kept.unchecked_values = batch.unchecked_values;
         for i in (0..batch.len()).filter(|&i| !held(i)) {
             kept.push(batch.stream[i], batch.offsets[i], batch.record(i));
         }
@@ -696,9 +693,10 @@ impl Router {
                         if id == NOWHERE {
                             continue;
                         }
-                        let part = by_id.entry(id).or_insert_with(|| RawBatch {
-                            unchecked_values: raw.unchecked_values,
-                            ..Default::default()
+                        let part = by_id.entry(id).or_insert_with(|| {
+                            let mut part = RawBatch::default();
+                            part.unchecked_values = raw.unchecked_values;
+                            part
                         });
                         let stream = &raw.streams[raw.stream[i] as usize];
                         let s = match part.streams.iter().position(|x| x == stream) {
@@ -720,15 +718,20 @@ impl Router {
                     part.caught_up = true;
                     awaiting.remove(id);
                 }
-                parts.extend(
-                    awaiting.drain().map(|id| (id, RawBatch { caught_up: true, ..Default::default() })),
-                );
+                parts.extend(awaiting.drain().map(|id| {
+                    let mut marker = RawBatch::default();
+                    marker.caught_up = true;
+                    (id, marker)
+                }));
             } else {
                 awaiting.extend(parts.iter().map(|(id, _)| *id));
             }
             for (id, mut part) in parts {
-                // Queued batches hold their bytes only (not the growth slack of filling them).
-                part.buf.shrink_to_fit();
+                // Queued batches hold their bytes only, not the growth slack of filling them (a
+                // source that sized its buffer up front has little: that buffer is kept for reuse).
+                if part.buf.capacity() - part.buf.len() > part.buf.len() / 4 {
+                    part.buf.shrink_to_fit();
+                }
                 if queues[id as usize].tx.send(Inbound::Batch(part)).is_err() {
                     // That table's pipeline ended: asked to (a signal, a quarantine that stops), or it
                     // failed. Either way the others stop too (each resumes at its own positions).

@@ -1299,7 +1299,7 @@ mod tests {
     };
 
     fn raw(lines: &[&str]) -> RawBatch {
-        let mut r = RawBatch { streams: vec![Arc::from("test")], ..Default::default() };
+        let mut r = RawBatch::new(vec![Arc::from("test")]);
         for (i, l) in lines.iter().enumerate() {
             r.push(0, i as i64 + 1, l.as_bytes());
         }
@@ -1875,8 +1875,8 @@ mod tests {
     #[test]
     fn kafka_values_wrapped_unchecked_are_checked_here() {
         let mut wrapped = Vec::new();
-        let mut r =
-            RawBatch { streams: vec![Arc::from("t-0")], unchecked_values: true, ..Default::default() };
+        let mut r = RawBatch::new(vec![Arc::from("t-0")]);
+        r.unchecked_values = true;
         let values: [&[u8]; 5] = [
             br#"{"op":"c","after":{"customer_id":1},"source":{"schema":"public","table":"customers"}}"#,
             // Text after the value would read as more fields of the wrapper.

@@ -106,7 +106,7 @@ impl FileSource {
             out.streams.push(self.name.clone());
         }
         // Lines are read straight into the batch, which has room for as many bytes as the last one.
-        out.buf.reserve(self.last_batch_bytes + self.last_batch_bytes / 16);
+        out.reserve(self.last_batch_bytes + self.last_batch_bytes / 8);
         while out.len() < max && !self.done && self.append_line(&mut out.buf)? {
             out.ends.push(out.buf.len());
             out.stream.push(0);
