@@ -113,6 +113,14 @@ impl RawBatch {
         self.offsets.push(offset);
     }
 
+    /// Appends one record that `write` appends to the batch's bytes.
+    pub fn push_with(&mut self, stream: u16, offset: i64, write: impl FnOnce(&mut Vec<u8>)) {
+        write(&mut self.buf);
+        self.ends.push(self.buf.len());
+        self.stream.push(stream);
+        self.offsets.push(offset);
+    }
+
     /// Empties the batch, keeping its allocations and stream names.
     pub fn clear(&mut self) {
         self.buf.clear();

@@ -1874,7 +1874,6 @@ mod tests {
 
     #[test]
     fn kafka_values_wrapped_unchecked_are_checked_here() {
-        let mut wrapped = Vec::new();
         let mut r = RawBatch::new(vec![Arc::from("t-0")]);
         r.unchecked_values = true;
         let values: [&[u8]; 5] = [
@@ -1887,11 +1886,11 @@ mod tests {
             br#"{"op":"c","after":{"customer_\u0069d":3}}"#,
         ];
         for (i, v) in values.iter().enumerate() {
-            crate::source::kafka::wrap_record(&mut wrapped, "t", Some(br#"{"customer_id":1}"#), Some(v));
-            r.push(0, i as i64, &wrapped);
+            r.push_with(0, i as i64, |buf| {
+                crate::source::kafka::wrap_record(buf, "t", Some(br#"{"customer_id":1}"#), Some(v))
+            });
         }
-        crate::source::kafka::wrap_record(&mut wrapped, "t", None, None);
-        r.push(0, 9, &wrapped);
+        r.push_with(0, 9, |buf| crate::source::kafka::wrap_record(buf, "t", None, None));
         let out = Decoder::new(declared(), DecimalHandling::Precise).decode(&r);
         let ids = out
             .batch

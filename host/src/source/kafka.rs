@@ -267,14 +267,14 @@ pub struct KafkaSource {
     last_error: Option<Instant>,
     /// Hand records over as `{"topic","key","value"}` (a mirror table takes its key from them).
     record_keys: bool,
-    wrapped: Vec<u8>,
+    /// Bytes of the last full batch: the next one reserves as much up front instead of growing.
+    last_batch_bytes: usize,
 }
 
-/// `{"topic":..,"key":..,"value":..}` from a Kafka record. A key that is not JSON becomes null. The
+/// Appends `{"topic":..,"key":..,"value":..}` of a Kafka record to `out`. A key that is not JSON becomes null. The
 /// value is copied as it is, last, without a check: decoding checks that it is JSON (the batch says
 /// so with [`RawBatch::unchecked_values`]), which saves reading every value twice.
 pub fn wrap_record(out: &mut Vec<u8>, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) {
-    out.clear();
     out.extend_from_slice(b"{\"topic\":");
     serde_json::to_writer(&mut *out, topic).expect("a string serialises");
     out.extend_from_slice(b",\"key\":");
@@ -354,7 +354,7 @@ impl KafkaSource {
             last_lag: Instant::now(),
             last_error: None,
             record_keys: false,
-            wrapped: Vec::new(),
+            last_batch_bytes: 0,
         })
     }
 
@@ -537,6 +537,7 @@ impl Source for KafkaSource {
             }
         }
         let max = max.min(self.cfg.max_poll_records).max(1);
+        out.reserve(self.last_batch_bytes + self.last_batch_bytes / 8);
         let streaming = self.mode == Mode::Streaming;
         let mut deadline = Instant::now() + Duration::from_millis(self.cfg.consumer_timeout_ms);
         let mut first_at = None;
@@ -593,8 +594,7 @@ impl Source for KafkaSource {
                     // A null value is a tombstone: handed over as `null`, which decode counts as one.
                     if self.record_keys {
                         out.unchecked_values = true;
-                        wrap_record(&mut self.wrapped, topic, m.key(), m.payload());
-                        out.push(stream, offset, &self.wrapped);
+                        out.push_with(stream, offset, |buf| wrap_record(buf, topic, m.key(), m.payload()));
                     } else {
                         out.push(stream, offset, m.payload().unwrap_or(b"null"));
                     }
@@ -610,6 +610,9 @@ impl Source for KafkaSource {
                     std::thread::sleep(Duration::from_millis(200));
                 }
             }
+        }
+        if out.len() == max {
+            self.last_batch_bytes = out.buf.len();
         }
         if self.mode == Mode::Streaming {
             self.report_lag();
@@ -651,9 +654,11 @@ mod tests {
         wrap_record(&mut out, "t\"1", Some(br#"{"id":1}"#), Some(br#"{"op":"c"}"#));
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v, serde_json::json!({"topic": "t\"1", "key": {"id": 1}, "value": {"op": "c"}}));
+        out.clear();
         wrap_record(&mut out, "t", Some(b"not json"), None);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v, serde_json::json!({"topic": "t", "key": null, "value": null}));
+        out.clear();
         wrap_record(&mut out, "t", None, Some(b"garbage"));
         assert_eq!(out, br#"{"topic":"t","key":null,"value":garbage}"#);
     }
