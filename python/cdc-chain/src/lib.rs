@@ -160,7 +160,8 @@ fn raw_batch(batch: &RecordBatch) -> Result<RawBatch, String> {
     let partition = partition.as_primitive_opt::<Int32Type>().ok_or("`partition` must be int32")?;
     let offset = offset.as_primitive_opt::<Int64Type>().ok_or("`offset` must be int64")?;
     let mut raw = RawBatch::default();
-    let mut wrapped = Vec::new();
+    // Values are wrapped unchecked; decoding checks them.
+    raw.unchecked_values = key.is_some();
     let mut streams: Vec<(String, i32, u16)> = Vec::new();
     for i in 0..batch.num_rows() {
         let (t, p) = (if topic.is_valid(i) { topic.value(i) } else { "" }, partition.value(i));
@@ -169,10 +170,9 @@ fn raw_batch(batch: &RecordBatch) -> Result<RawBatch, String> {
         // (the decoder reads the key's fields from it); without, the value, `null` for a tombstone.
         let v = value.is_valid(i).then(|| value.value(i));
         match key {
-            Some(k) => {
-                wrap_record(&mut wrapped, t, k.is_valid(i).then(|| k.value(i)), v);
-                raw.push(stream, offset.value(i), &wrapped);
-            }
+            Some(k) => raw.push_with(stream, offset.value(i), |buf| {
+                wrap_record(buf, t, k.is_valid(i).then(|| k.value(i)), v)
+            }),
             None => raw.push(stream, offset.value(i), v.unwrap_or(b"null")),
         }
     }
