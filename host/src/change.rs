@@ -107,10 +107,7 @@ impl RawBatch {
 
     /// Appends one record.
     pub fn push(&mut self, stream: u16, offset: i64, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-        self.ends.push(self.buf.len());
-        self.stream.push(stream);
-        self.offsets.push(offset);
+        self.push_with(stream, offset, |buf| buf.extend_from_slice(bytes));
     }
 
     /// Appends one record that `write` appends to the batch's bytes.

@@ -1874,8 +1874,8 @@ mod tests {
 
     #[test]
     fn kafka_values_wrapped_unchecked_are_checked_here() {
+        use crate::source::kafka::push_wrapped;
         let mut r = RawBatch::new(vec![Arc::from("t-0")]);
-        r.unchecked_values = true;
         let values: [&[u8]; 5] = [
             br#"{"op":"c","after":{"customer_id":1},"source":{"schema":"public","table":"customers"}}"#,
             // Text after the value would read as more fields of the wrapper.
@@ -1886,11 +1886,10 @@ mod tests {
             br#"{"op":"c","after":{"customer_\u0069d":3}}"#,
         ];
         for (i, v) in values.iter().enumerate() {
-            r.push_with(0, i as i64, |buf| {
-                crate::source::kafka::wrap_record(buf, "t", Some(br#"{"customer_id":1}"#), Some(v))
-            });
+            push_wrapped(&mut r, 0, i as i64, "t", Some(br#"{"customer_id":1}"#), Some(v));
         }
-        r.push_with(0, 9, |buf| crate::source::kafka::wrap_record(buf, "t", None, None));
+        push_wrapped(&mut r, 0, 9, "t", None, None);
+        assert!(r.unchecked_values);
         let out = Decoder::new(declared(), DecimalHandling::Precise).decode(&r);
         let ids = out
             .batch

@@ -22,18 +22,19 @@ type Scan<T> = Result<T, Fallback>;
 const MAX_DEPTH: usize = 100;
 
 /// Reads `text` (one record, trimmed). `value_last`: the record is a Kafka record the source wrapped
-/// (see [`crate::source::kafka::wrap_record`]), so nothing may follow its `value`.
+/// (see [`crate::source::kafka::push_wrapped`]), so nothing may follow its `value`.
 pub(super) fn record(text: &str, value_last: bool) -> Scan<Parts<'_>> {
-    let mut s = Scanner { text, b: text.as_bytes(), i: 0 };
+    let mut s = Scanner::new(text);
     let mut parts = Parts::default();
     let mut seen = Seen::default();
     s.object(|s, key| {
         match key {
-            "topic" => parts.topic = s.opt_str(seen.first(0)?)?.is_some(),
-            "key" => parts.key = s.opt_raw(seen.first(1)?)?,
+            "topic" => parts.topic = s.once(&mut seen, 0, Scanner::opt_str)?.is_some(),
+            "key" => parts.key = s.once(&mut seen, 1, Scanner::opt_raw)?,
             "value" => {
-                seen.first(2)?;
-                parts.value = s.opt_fields(|s, key, env, seen| s.flat_field(key, env, seen, 0))?;
+                parts.value = s.once(&mut seen, 2, |s| {
+                    s.opt_fields(|s, key, env, seen| s.flat_field(key, env, seen, 0))
+                })?;
                 if value_last && s.peek()? != b'}' {
                     return Err(Fallback);
                 }
@@ -53,26 +54,24 @@ pub(super) fn record(text: &str, value_last: bool) -> Scan<Parts<'_>> {
 /// Whether `bytes` are one JSON value (whitespace around it allowed), as `serde_json` would say.
 pub fn is_json(bytes: &[u8]) -> bool {
     let Ok(text) = simdutf8::basic::from_utf8(bytes) else { return false };
-    let mut s = Scanner { text, b: bytes, i: 0 };
+    let mut s = Scanner::new(text);
     match s.skip(0).and_then(|_| s.end()) {
         Ok(()) => true,
         Err(Fallback) => serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok(),
     }
 }
 
-/// The value of a record [`crate::source::kafka::wrap_record`] wrapped: what follows `"value":`, up to
+/// The value of a record [`crate::source::kafka::push_wrapped`] wrapped: what follows `"value":`, up to
 /// the closing brace. `None` if `text` is not such a record.
 pub(super) fn wrapped_value(text: &str) -> Option<&str> {
-    let mut s = Scanner { text, b: text.as_bytes(), i: 0 };
+    let mut s = Scanner::new(text);
     s.eat(b'{').ok()?;
     for field in ["topic", "key"] {
-        (s.peek().ok()? == b'"' && s.string().ok()?.0 == field).then_some(())?;
-        s.eat(b':').ok()?;
+        (s.key().ok()? == field).then_some(())?;
         s.skip(0).ok()?;
         s.eat(b',').ok()?;
     }
-    (s.peek().ok()? == b'"' && s.string().ok()?.0 == "value").then_some(())?;
-    s.eat(b':').ok()?;
+    (s.key().ok()? == "value").then_some(())?;
     text[s.i..].strip_suffix('}')
 }
 
@@ -97,6 +96,10 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
+    fn new(text: &'a str) -> Self {
+        Scanner { text, b: text.as_bytes(), i: 0 }
+    }
+
     fn ws(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.i) {
             self.i += 1;
@@ -146,11 +149,7 @@ impl<'a> Scanner<'a> {
             return Ok(());
         }
         loop {
-            if self.peek()? != b'"' {
-                return Err(Fallback);
-            }
-            let key = self.plain_str()?;
-            self.eat(b':')?;
+            let key = self.key()?;
             field(self, key)?;
             match self.peek()? {
                 b',' => self.i += 1,
@@ -161,6 +160,23 @@ impl<'a> Scanner<'a> {
                 _ => return Err(Fallback),
             }
         }
+    }
+
+    /// A field name (without escapes) and its colon.
+    fn key(&mut self) -> Scan<&'a str> {
+        if self.peek()? != b'"' {
+            return Err(Fallback);
+        }
+        let key = self.plain_str()?;
+        self.eat(b':')?;
+        Ok(key)
+    }
+
+    /// Reads field `bit` of an object with `read`, unless it was read already (`serde` refuses a
+    /// duplicate field).
+    fn once<T>(&mut self, seen: &mut Seen, bit: u32, read: impl FnOnce(&mut Self) -> Scan<T>) -> Scan<T> {
+        seen.first(bit)?;
+        read(self)
     }
 
     /// A string at the cursor: its contents (between the quotes) and whether it has escapes.
@@ -180,7 +196,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn opt_str(&mut self, (): ()) -> Scan<Option<Cow<'a, str>>> {
+    fn opt_str(&mut self) -> Scan<Option<Cow<'a, str>>> {
         match self.peek()? {
             b'"' => Ok(Some(Cow::Borrowed(self.plain_str()?))),
             b'n' => self.literal(b"null").map(|()| None),
@@ -188,7 +204,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn opt_i64(&mut self, (): ()) -> Scan<Option<i64>> {
+    fn opt_i64(&mut self) -> Scan<Option<i64>> {
         if self.null()? {
             return Ok(None);
         }
@@ -201,7 +217,7 @@ impl<'a> Scanner<'a> {
         self.text[start..end].parse().map(Some).map_err(|_| Fallback)
     }
 
-    fn opt_raw(&mut self, (): ()) -> Scan<Option<Raw<'a>>> {
+    fn opt_raw(&mut self) -> Scan<Option<Raw<'a>>> {
         if self.null()? {
             return Ok(None);
         }
@@ -271,10 +287,11 @@ impl<'a> Scanner<'a> {
     /// Reads `key` into `env` if it is an envelope field (`seen` bits from `bit` on); false if not.
     fn flat_field(&mut self, key: &str, env: &mut Flat<'a>, seen: &mut Seen, bit: u32) -> Scan<bool> {
         match key {
-            "schema" => env.schema = self.opt_raw(seen.first(bit)?)?,
+            "schema" => env.schema = self.once(seen, bit, Self::opt_raw)?,
             "payload" => {
-                seen.first(bit + 1)?;
-                env.payload = self.opt_fields(|s, key, body, seen| s.body_field(key, body, seen, 0))?;
+                env.payload = self.once(seen, bit + 1, |s| {
+                    s.opt_fields(|s, key, body, seen| s.body_field(key, body, seen, 0))
+                })?
             }
             _ => return self.body_field(key, &mut env.body, seen, bit + 2),
         }
@@ -283,19 +300,16 @@ impl<'a> Scanner<'a> {
 
     fn body_field(&mut self, key: &str, body: &mut Body<'a>, seen: &mut Seen, bit: u32) -> Scan<bool> {
         match key {
-            "before" => body.before = self.opt_image(seen.first(bit)?)?,
-            "after" => body.after = self.opt_image(seen.first(bit + 1)?)?,
-            "source" => {
-                seen.first(bit + 2)?;
-                body.source = self.opt_fields(Self::source_field)?;
-            }
-            "op" => body.op = self.opt_str(seen.first(bit + 3)?)?,
+            "before" => body.before = self.once(seen, bit, Self::opt_image)?,
+            "after" => body.after = self.once(seen, bit + 1, Self::opt_image)?,
+            "source" => body.source = self.once(seen, bit + 2, |s| s.opt_fields(Self::source_field))?,
+            "op" => body.op = self.once(seen, bit + 3, Self::opt_str)?,
             _ => return Ok(false),
         }
         Ok(true)
     }
 
-    fn opt_image(&mut self, (): ()) -> Scan<Option<Image<'a>>> {
+    fn opt_image(&mut self) -> Scan<Option<Image<'a>>> {
         if self.null()? {
             return Ok(None);
         }
@@ -309,12 +323,12 @@ impl<'a> Scanner<'a> {
 
     fn source_field(&mut self, key: &str, src: &mut SourceBody<'a>, seen: &mut Seen) -> Scan<bool> {
         match key {
-            "schema" => src.schema = self.opt_str(seen.first(0)?)?,
-            "table" => src.table = self.opt_str(seen.first(1)?)?,
-            "lsn" => src.lsn = self.opt_i64(seen.first(2)?)?,
-            "txId" => src.tx_id = self.opt_i64(seen.first(3)?)?,
-            "ts_ms" => src.ts_ms = self.opt_i64(seen.first(4)?)?,
-            "snapshot" => src.snapshot = self.opt_raw(seen.first(5)?)?,
+            "schema" => src.schema = self.once(seen, 0, Self::opt_str)?,
+            "table" => src.table = self.once(seen, 1, Self::opt_str)?,
+            "lsn" => src.lsn = self.once(seen, 2, Self::opt_i64)?,
+            "txId" => src.tx_id = self.once(seen, 3, Self::opt_i64)?,
+            "ts_ms" => src.ts_ms = self.once(seen, 4, Self::opt_i64)?,
+            "snapshot" => src.snapshot = self.once(seen, 5, Self::opt_raw)?,
             _ => return Ok(false),
         }
         Ok(true)

@@ -271,10 +271,22 @@ pub struct KafkaSource {
     last_batch_bytes: usize,
 }
 
-/// Appends `{"topic":..,"key":..,"value":..}` of a Kafka record to `out`. A key that is not JSON becomes null. The
-/// value is copied as it is, last, without a check: decoding checks that it is JSON (the batch says
-/// so with [`RawBatch::unchecked_values`]), which saves reading every value twice.
-pub fn wrap_record(out: &mut Vec<u8>, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) {
+/// Appends a Kafka record to `out` as `{"topic":..,"key":..,"value":..}`. A key that is not JSON
+/// becomes null. The value is copied as it is, last, without a check: the batch is marked
+/// [`RawBatch::unchecked_values`] and decoding checks it, so every value is read once, not twice.
+pub fn push_wrapped(
+    out: &mut RawBatch,
+    stream: u16,
+    offset: i64,
+    topic: &str,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) {
+    out.unchecked_values = true;
+    out.push_with(stream, offset, |buf| wrap_record(buf, topic, key, value));
+}
+
+fn wrap_record(out: &mut Vec<u8>, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) {
     out.extend_from_slice(b"{\"topic\":");
     serde_json::to_writer(&mut *out, topic).expect("a string serialises");
     out.extend_from_slice(b",\"key\":");
@@ -593,8 +605,7 @@ impl Source for KafkaSource {
                     let stream = stream_index(&mut self.streams, out, topic, partition);
                     // A null value is a tombstone: handed over as `null`, which decode counts as one.
                     if self.record_keys {
-                        out.unchecked_values = true;
-                        out.push_with(stream, offset, |buf| wrap_record(buf, topic, m.key(), m.payload()));
+                        push_wrapped(out, stream, offset, topic, m.key(), m.payload());
                     } else {
                         out.push(stream, offset, m.payload().unwrap_or(b"null"));
                     }

@@ -20,7 +20,7 @@ use arrow_pyarrow::{FromPyArrow, ToPyArrow};
 use arrow_schema::DataType;
 use cdc_host::change::RawBatch;
 use cdc_host::embed::{self, EmbeddedChain};
-use cdc_host::source::kafka::{stream_index, wrap_record};
+use cdc_host::source::kafka::{push_wrapped, stream_index};
 use cdc_host::transform::ChainPackage;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -160,8 +160,6 @@ fn raw_batch(batch: &RecordBatch) -> Result<RawBatch, String> {
     let partition = partition.as_primitive_opt::<Int32Type>().ok_or("`partition` must be int32")?;
     let offset = offset.as_primitive_opt::<Int64Type>().ok_or("`offset` must be int64")?;
     let mut raw = RawBatch::default();
-    // Values are wrapped unchecked; decoding checks them.
-    raw.unchecked_values = key.is_some();
     let mut streams: Vec<(String, i32, u16)> = Vec::new();
     for i in 0..batch.num_rows() {
         let (t, p) = (if topic.is_valid(i) { topic.value(i) } else { "" }, partition.value(i));
@@ -170,9 +168,9 @@ fn raw_batch(batch: &RecordBatch) -> Result<RawBatch, String> {
         // (the decoder reads the key's fields from it); without, the value, `null` for a tombstone.
         let v = value.is_valid(i).then(|| value.value(i));
         match key {
-            Some(k) => raw.push_with(stream, offset.value(i), |buf| {
-                wrap_record(buf, t, k.is_valid(i).then(|| k.value(i)), v)
-            }),
+            Some(k) => {
+                push_wrapped(&mut raw, stream, offset.value(i), t, k.is_valid(i).then(|| k.value(i)), v)
+            }
             None => raw.push(stream, offset.value(i), v.unwrap_or(b"null")),
         }
     }
