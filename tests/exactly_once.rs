@@ -293,6 +293,48 @@ fn maintenance_compacts_expires_and_keeps_every_row() {
     assert_eq!(again["rows_committed"], 0, "{again}");
 }
 
+/// Background maintenance runs alongside the commits that follow it: with a run every commit
+/// (compaction, expiry down to two snapshots) racing 30 small commits, every row and dead letter
+/// lands once and every data file the table lists is readable.
+#[test]
+fn background_maintenance_races_the_commits_and_keeps_every_row() {
+    const N: u64 = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("warehouse");
+    let events = input(dir.path(), N);
+    let shipped = std::fs::read_to_string(repo().join("config/cdc-host.toml")).unwrap();
+    let chain = &shipped[shipped.find("[[chain]]").unwrap()..shipped.find("[sink]").unwrap()];
+    let config = config_with(
+        dir.path(),
+        chain,
+        &[("every_commits", "every_commits = 1"), ("keep_last", "keep_last = 2")],
+    );
+    let plugins = plugins_dir();
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--plugins",
+        plugins.to_str().unwrap(),
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+        "--batch-size",
+        "100",
+        "--commit-rows",
+        "100",
+        "--input",
+        events.to_str().unwrap(),
+    ];
+    let summary = host_ok(dir.path(), &args);
+    assert!(summary["commits"].as_u64().unwrap() >= 25, "{summary}");
+    assert!(summary["maintenance_runs"].as_u64().unwrap() >= 2, "{summary}");
+    assert_exactly_once(&CatalogKind::Sqlite, &warehouse, "analytics", N);
+    // (Reading the tables opened every data file they list.)
+    let main = read_table(&warehouse, "analytics.customers_analytics");
+    let files = main["files"].as_array().unwrap().len();
+    assert!(main["snapshots"].as_array().unwrap().len() <= 3, "expiry ran: {}", main["snapshots"]);
+    assert!(files < 30, "compaction ran: {files} files");
+}
+
 #[test]
 fn a_worker_panic_fails_the_run_and_commits_nothing_after_the_last_commit() {
     let dir = tempfile::tempdir().unwrap();

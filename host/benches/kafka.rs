@@ -96,8 +96,10 @@ fn freshness(seconds: u64) -> Value {
             &table_mode(),
         ])
         .current_dir(dir.path())
-        .env("CDC_HOST_LOG", "warn")
+        // `CDC_HOST_LOG=info` shows each commit and maintenance run in target/bench/freshness-host.log.
+        .env("CDC_HOST_LOG", std::env::var("CDC_HOST_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(Stdio::null())
+        .stderr(std::fs::File::create(repo().join("target/bench/freshness-host.log")).unwrap())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(5));

@@ -56,6 +56,8 @@ pub struct Summary {
     pub filtered: u64,
     pub commits: u64,
     pub data_files: u64,
+    /// Maintenance runs (background or in line) that finished during the run.
+    pub maintenance_runs: u64,
     /// Records the table already held (a resumed or repeated input): left out.
     pub already_committed: u64,
     /// The most frequent dead-letter reasons, with counts.
@@ -706,6 +708,7 @@ pub async fn run<S: Source + 'static>(
     summary.rows_committed = stats.rows_committed;
     summary.commits = stats.commits;
     summary.data_files = stats.data_files;
+    summary.maintenance_runs = stats.maintenance_runs;
     summary.dead_letters = stats.dead_letters;
     summary.already_committed = stats.already_committed + held.load(Ordering::Relaxed);
     summary.dead_letter_reasons = top_reasons(&stats.reasons, 3);

@@ -25,9 +25,40 @@ pub struct Catalog {
     inner: Arc<dyn iceberg::Catalog>,
     cas: Cas,
     uri: String,
+    /// Per table: held while one of this host's commits makes its attempt (see [`Self::committing`]).
+    committers: std::sync::Mutex<HashMap<TableIdent, Arc<tokio::sync::Mutex<Option<String>>>>>,
+}
+
+/// One commit attempt's turn at a table among this host's commits; knows the metadata file this
+/// host's last commit to the table made.
+pub struct CommitTurn(tokio::sync::OwnedMutexGuard<Option<String>>);
+
+impl CommitTurn {
+    /// Whether this host has committed to the table since `base` (so `base` would lose the race).
+    pub fn is_stale(&self, base: &Table) -> bool {
+        self.0.as_deref().is_some_and(|last| Some(last) != base.metadata_location())
+    }
+
+    /// Records the table a commit made.
+    pub fn landed(&mut self, table: &Table) {
+        *self.0 = table.metadata_location().map(String::from);
+    }
 }
 
 impl Catalog {
+    fn new(inner: Arc<dyn iceberg::Catalog>, cas: Cas, uri: String) -> Self {
+        Self { inner, cas, uri, committers: Default::default() }
+    }
+
+    /// Waits until no other commit of this host to `ident` is making an attempt; the turn lasts
+    /// until it drops. This host's own commits (a pipeline's, background maintenance's) take turns
+    /// instead of losing compare-and-swap races to each other and backing off; other writers still
+    /// race.
+    pub async fn committing(&self, ident: &TableIdent) -> CommitTurn {
+        let lock = self.committers.lock().expect("not poisoned").entry(ident.clone()).or_default().clone();
+        CommitTurn(lock.lock_owned().await)
+    }
+
     /// The iceberg-rust catalog client.
     pub fn iceberg(&self) -> &dyn iceberg::Catalog {
         self.inner.as_ref()
@@ -62,7 +93,7 @@ pub async fn open(cfg: &Config) -> Result<Catalog, SinkError> {
     let uri = cfg.catalog_uri();
     if uri.starts_with("http://") || uri.starts_with("https://") {
         let (inner, cas) = rest::open(&uri, &abs, &cfg.catalog.name).await?;
-        return Ok(Catalog { inner, cas: Cas::Rest(cas), uri });
+        return Ok(Catalog::new(inner, Cas::Rest(cas), uri));
     }
     let bind = if uri.starts_with("postgres") { SqlBindStyle::DollarNumeric } else { SqlBindStyle::QMark };
     let props = HashMap::from([
@@ -96,7 +127,7 @@ pub async fn open(cfg: &Config) -> Result<Catalog, SinkError> {
         }
     };
     let cas = SqlCas::connect(&uri, &cfg.catalog.name).await?;
-    Ok(Catalog { inner: Arc::new(inner), cas: Cas::Sql(cas), uri })
+    Ok(Catalog::new(Arc::new(inner), Cas::Sql(cas), uri))
 }
 
 /// How many times a SQL catalog is opened when concurrent openings race on creating its tables.

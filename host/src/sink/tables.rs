@@ -4,7 +4,8 @@
 //!
 //! A commit overlaps the next batches: its files are finished and committed by a task while the
 //! pipeline keeps accepting into new files, and it is acknowledged when it lands (at most one in
-//! flight; the next commit, a schema change or maintenance lands it first).
+//! flight; the next commit, a schema change or maintenance lands it first). Background maintenance
+//! of an append table runs alongside the commits; a schema change waits for it.
 //!
 //! Per flush, the dead-letter table commits first, then the main table; each commit carries its
 //! table's positions and is fenced. A main-table commit implies the dead-letter table holds every
@@ -420,7 +421,9 @@ impl Tables {
     /// acknowledged) later; the commit before it lands first. An append commit lands here.
     pub async fn flush(&mut self) -> Result<(), PipelineError> {
         self.land().await?;
-        self.finish_maintenance().await?;
+        if self.maintenance.as_ref().is_some_and(|m| m.is_finished()) {
+            self.finish_maintenance().await?;
+        }
         let started = Instant::now();
         self.last_commit = started;
         if !self.main.is_pending() {
@@ -469,10 +472,12 @@ impl Tables {
         Ok(())
     }
 
-    /// Commits everything pending and waits until it landed.
+    /// Commits everything pending and waits until it landed, and for background maintenance (a
+    /// schema change follows).
     pub async fn commit_all(&mut self) -> Result<(), PipelineError> {
         self.flush().await?;
-        self.land().await
+        self.land().await?;
+        self.finish_maintenance().await
     }
 
     /// Resolves once the commit in flight has finished (never, without one). Cancel-safe: the
@@ -580,7 +585,9 @@ impl Tables {
     }
 
     /// Starts background maintenance when the policy says it is due. It runs while the pipeline
-    /// keeps writing files; the next commit waits for it, so it never races this host's commits.
+    /// keeps writing and committing: every change either makes is a compare-and-swap commit that
+    /// re-applies itself to the table the other left (a rewrite checks that the files it replaces
+    /// are still live and that no delete came in), so a commit never waits for it.
     fn maybe_start_maintenance(&mut self) {
         let policy = &self.cfg.maintenance;
         if !policy.enabled
@@ -602,7 +609,8 @@ impl Tables {
         }));
     }
 
-    /// Waits for background maintenance, then takes the tables as it left them.
+    /// Waits for background maintenance, then takes the tables as it left them (a commit with a
+    /// stale view would only lose one race).
     async fn finish_maintenance(&mut self) -> Result<(), PipelineError> {
         let Some(task) = self.maintenance.take() else { return Ok(()) };
         match task.await {

@@ -1,7 +1,9 @@
 //! The commit layer: how data and delete files become an Iceberg snapshot, exactly once.
 //!
 //! [`commit`] is the one loop every snapshot the host writes goes through. Each attempt:
-//! 1. takes a base (the table as last seen; after a lost race, as the catalog holds it now),
+//! 1. waits for its turn among this host's commits to the table ([`Catalog::committing`]), then takes
+//!    a base (the table as last seen; as the catalog holds it now after a lost race or when another
+//!    commit of this host landed since),
 //! 2. checks the fence against that base: no other writer may already hold this commit's records,
 //! 3. lets the [`SnapshotOperation`] write its manifests against that base (and validate it),
 //! 4. writes the manifest list and publishes the snapshot with a compare-and-swap ([`cas`]) that
@@ -380,6 +382,10 @@ async fn commit_attempts<O: SnapshotOperation>(
     let mut attempt_no = 0;
     loop {
         attempt_no += 1;
+        let mut turn = catalog.committing(&ident).await;
+        if turn.is_stale(&base) {
+            base = catalog.load(&ident).await?;
+        }
         let held = committed_positions(&base, &meta.pipeline_id);
         let mut positions = held.clone();
         if let Some(fence) = &meta.fence {
@@ -397,10 +403,23 @@ async fn commit_attempts<O: SnapshotOperation>(
             Ok(m) => m,
             Err(e) => {
                 attempt.discard().await;
-                return Err(match e {
-                    AttemptError::Validation(message) => SinkError::Validation { table: name, message },
+                let e = match e {
+                    AttemptError::Validation(message) => {
+                        return Err(SinkError::Validation { table: name, message });
+                    }
                     AttemptError::Sink(e) => e,
-                });
+                };
+                // The base's manifests can be gone when the table moved on and a snapshot expiry
+                // (maintenance, here or elsewhere) deleted them: a lost race too.
+                if attempt_no < retry.attempts
+                    && let Ok(now) = catalog.load(&ident).await
+                    && now.metadata_location() != base.metadata_location()
+                {
+                    tracing::info!(table = %name, attempt = attempt_no, error = %e, "the table moved while this commit read it; rebuilding on the new table state");
+                    base = now;
+                    continue;
+                }
+                return Err(e);
             }
         };
         let manifest_list = match attempt.write_manifest_list(manifests).await {
@@ -456,6 +475,7 @@ async fn commit_attempts<O: SnapshotOperation>(
         };
         match outcome {
             SwapOutcome::Committed(table) => {
+                turn.landed(&table);
                 crate::fault::point("after-swap");
                 return Ok(Committed { table, snapshot_id, positions, attempts: attempt_no });
             }
@@ -466,6 +486,7 @@ async fn commit_attempts<O: SnapshotOperation>(
                 }
                 let wait = retry.wait(attempt_no);
                 tracing::info!(table = %name, attempt = attempt_no, reason = %reason, wait_ms = wait.as_millis() as u64, "lost a commit race; rebuilding on the new table state");
+                drop(turn);
                 tokio::time::sleep(wait).await;
                 base = catalog.load(&ident).await?;
             }
@@ -570,16 +591,24 @@ where
     let retry = RetryPolicy::for_table(&base);
     let mut base = base;
     for attempt in 1.. {
+        let mut turn = catalog.committing(&ident).await;
+        if turn.is_stale(&base) {
+            base = catalog.load(&ident).await?;
+        }
         let changes = updates(&base)?;
         if changes.is_empty() {
             return Ok(base);
         }
         match catalog.cas().swap(&base, changes).await? {
-            SwapOutcome::Committed(table) => return Ok(table),
+            SwapOutcome::Committed(table) => {
+                turn.landed(&table);
+                return Ok(table);
+            }
             SwapOutcome::Conflict(reason) => {
                 if attempt >= retry.attempts {
                     return Err(SinkError::Conflicts { table: name, attempts: attempt, last: reason });
                 }
+                drop(turn);
                 tokio::time::sleep(retry.wait(attempt)).await;
                 base = catalog.load(&ident).await?;
             }

@@ -1,10 +1,15 @@
-//! The key index of a mirror table: key hash → where the key's row is (a pending row of this commit,
-//! or a row of a committed data file). Hash collisions are resolved by comparing the key values,
-//! which every entry keeps (encoded, see [`super::encode_keys`]).
+//! The key index of a mirror table: key → where the key's row is (a pending row of this commit,
+//! or a row of a committed data file).
+//!
+//! One open-addressing table of 32-byte entries, each holding its key (encoded, see
+//! [`super::encode_keys`]) so that keys with equal hashes are told apart by value. A key of up to 15
+//! bytes — an integer key of up to 11 digits — lives in its entry; a longer one in a side list the
+//! entry points into. A million keys take ~32 MiB (a boxed key per entry of a map took ~60).
 
 use std::hash::Hasher;
 
-use rustc_hash::{FxHashMap, FxHasher};
+use hashbrown::HashTable;
+use rustc_hash::FxHasher;
 
 use super::Key;
 
@@ -17,23 +22,32 @@ pub enum Location {
     Committed { file: u32, pos: u64 },
 }
 
-#[derive(Debug)]
+/// Keys up to this long are kept in their entry.
+const INLINE: usize = 15;
+/// The last key byte of an entry whose key is in the side list (its index in the first four).
+const SPILLED: u8 = u8::MAX;
+
+#[derive(Debug, Clone, Copy)]
 struct Entry {
-    key: Key,
+    /// The key's bytes and, last, its length; or a side-list index and [`SPILLED`].
+    key: [u8; INLINE + 1],
     loc: Location,
 }
 
+/// Key → location of the key's live row.
 #[derive(Debug)]
-enum Slot {
-    One(Entry),
-    Many(Vec<Entry>),
+pub struct KeyIndex {
+    table: HashTable<Entry>,
+    /// Keys longer than [`INLINE`] (freed ones empty, their indices in `free`).
+    spilled: Vec<Box<[u8]>>,
+    free: Vec<u32>,
+    hash: fn(&[u8]) -> u64,
 }
 
-/// Key → location of the key's live row.
-#[derive(Debug, Default)]
-pub struct KeyIndex {
-    map: FxHashMap<u64, Slot>,
-    len: usize,
+impl Default for KeyIndex {
+    fn default() -> Self {
+        Self { table: HashTable::new(), spilled: Vec::new(), free: Vec::new(), hash: key_hash }
+    }
 }
 
 /// The hash a key is filed under.
@@ -47,137 +61,112 @@ pub fn key_hash(key: &[u8]) -> u64 {
     x ^ (x >> 31)
 }
 
+/// The key bytes of `e`.
+fn key_of<'a>(spilled: &'a [Box<[u8]>], e: &'a Entry) -> &'a [u8] {
+    match e.key[INLINE] {
+        SPILLED => &spilled[spilled_index(e)],
+        n => &e.key[..n as usize],
+    }
+}
+
+fn spilled_index(e: &Entry) -> usize {
+    u32::from_le_bytes(e.key[..4].try_into().expect("four bytes")) as usize
+}
+
 impl KeyIndex {
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.len
+        self.table.len()
     }
 
     /// True when no key is indexed.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The candidates filed under `hash` (keys with that hash; usually zero or one).
-    pub fn lookup(&self, hash: u64) -> impl Iterator<Item = (&[u8], Location)> {
-        let entries: &[Entry] = match self.map.get(&hash) {
-            None => &[],
-            Some(Slot::One(e)) => std::slice::from_ref(e),
-            Some(Slot::Many(v)) => v,
-        };
-        entries.iter().map(|e| (&*e.key, e.loc))
+        self.table.is_empty()
     }
 
     /// The location of `key`'s row.
     pub fn get(&self, key: &[u8]) -> Option<Location> {
-        self.get_hashed(key_hash(key), key)
-    }
-
-    fn get_hashed(&self, hash: u64, key: &[u8]) -> Option<Location> {
-        self.lookup(hash).find(|(k, _)| *k == key).map(|(_, l)| l)
+        let spilled = &self.spilled;
+        self.table.find((self.hash)(key), |e| key_of(spilled, e) == key).map(|e| e.loc)
     }
 
     /// Files `key` at `loc`; returns where it was before.
     pub fn insert(&mut self, key: Key, loc: Location) -> Option<Location> {
-        self.insert_hashed(key_hash(&key), key, loc)
-    }
-
-    fn insert_hashed(&mut self, hash: u64, key: Key, loc: Location) -> Option<Location> {
-        match self.map.get_mut(&hash) {
-            None => {
-                self.map.insert(hash, Slot::One(Entry { key, loc }));
-                self.len += 1;
-                None
-            }
-            Some(slot) => {
-                let entries: &mut [Entry] = match slot {
-                    Slot::One(e) => std::slice::from_mut(e),
-                    Slot::Many(v) => v,
-                };
-                if let Some(e) = entries.iter_mut().find(|e| e.key == key) {
-                    return Some(std::mem::replace(&mut e.loc, loc));
-                }
-                // A collision: another key has this hash.
-                let new = Entry { key, loc };
-                match slot {
-                    Slot::Many(v) => v.push(new),
-                    Slot::One(_) => {
-                        let Slot::One(old) = std::mem::replace(slot, Slot::Many(Vec::new())) else {
-                            unreachable!()
-                        };
-                        *slot = Slot::Many(vec![old, new]);
-                    }
-                }
-                self.len += 1;
-                None
-            }
+        let hash = (self.hash)(&key);
+        let spilled = &self.spilled;
+        if let Some(e) = self.table.find_mut(hash, |e| key_of(spilled, e) == &*key) {
+            return Some(std::mem::replace(&mut e.loc, loc));
         }
+        let mut stored = [0u8; INLINE + 1];
+        if key.len() <= INLINE {
+            stored[..key.len()].copy_from_slice(&key);
+            stored[INLINE] = key.len() as u8;
+        } else {
+            let i = match self.free.pop() {
+                Some(i) => {
+                    self.spilled[i as usize] = key;
+                    i
+                }
+                None => {
+                    self.spilled.push(key);
+                    u32::try_from(self.spilled.len() - 1).expect("fewer than 2^32 long keys")
+                }
+            };
+            stored[..4].copy_from_slice(&i.to_le_bytes());
+            stored[INLINE] = SPILLED;
+        }
+        let (spilled, hasher) = (&self.spilled, self.hash);
+        self.table.insert_unique(hash, Entry { key: stored, loc }, |e| hasher(key_of(spilled, e)));
+        None
     }
 
     /// Removes `key`; returns where its row was.
     pub fn remove(&mut self, key: &[u8]) -> Option<Location> {
-        self.remove_hashed(key_hash(key), key)
+        let spilled = &self.spilled;
+        let (e, _) = self.table.find_entry((self.hash)(key), |e| key_of(spilled, e) == key).ok()?.remove();
+        self.release(&e);
+        Some(e.loc)
     }
 
-    fn remove_hashed(&mut self, hash: u64, key: &[u8]) -> Option<Location> {
-        let slot = self.map.get_mut(&hash)?;
-        let loc = match slot {
-            Slot::One(e) if &*e.key == key => {
-                let loc = e.loc;
-                self.map.remove(&hash);
-                loc
-            }
-            Slot::One(_) => return None,
-            Slot::Many(v) => {
-                let i = v.iter().position(|e| &*e.key == key)?;
-                let loc = v.swap_remove(i).loc;
-                if v.len() == 1 {
-                    let e = v.pop().expect("one entry");
-                    *slot = Slot::One(e);
-                }
-                loc
-            }
-        };
-        self.len -= 1;
-        Some(loc)
+    /// Frees the side-list slot of a removed entry's key.
+    fn release(&mut self, e: &Entry) {
+        if e.key[INLINE] == SPILLED {
+            let i = spilled_index(e);
+            self.spilled[i] = Box::default();
+            self.free.push(i as u32);
+        }
     }
 
     /// Every key and its location.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], Location)> {
-        self.map.values().flat_map(|s| {
-            let entries: &[Entry] = match s {
-                Slot::One(e) => std::slice::from_ref(e),
-                Slot::Many(v) => v,
-            };
-            entries.iter().map(|e| (&*e.key, e.loc))
-        })
+        self.table.iter().map(|e| (key_of(&self.spilled, e), e.loc))
     }
 
     /// Rewrites locations (e.g. after compaction moved rows): `f` returns the new location, or
     /// `None` to drop the key.
     pub fn remap(&mut self, mut f: impl FnMut(&[u8], Location) -> Option<Location>) {
         let mut dropped = Vec::new();
-        for (h, slot) in self.map.iter_mut() {
-            let entries: &mut [Entry] = match slot {
-                Slot::One(e) => std::slice::from_mut(e),
-                Slot::Many(v) => v,
-            };
-            for e in entries {
-                match f(&e.key, e.loc) {
-                    Some(l) => e.loc = l,
-                    None => dropped.push((*h, e.key.clone())),
-                }
+        let spilled = &self.spilled;
+        self.table.retain(|e| match f(key_of(spilled, e), e.loc) {
+            Some(l) => {
+                e.loc = l;
+                true
             }
-        }
-        for (h, k) in dropped {
-            self.remove_hashed(h, &k);
+            None => {
+                dropped.push(*e);
+                false
+            }
+        });
+        for e in dropped {
+            self.release(&e);
         }
     }
 
     /// Forgets every key.
     pub fn clear(&mut self) {
-        self.map.clear();
-        self.len = 0;
+        self.table.clear();
+        self.spilled.clear();
+        self.free.clear();
     }
 }
 
@@ -191,51 +180,68 @@ mod tests {
 
     #[test]
     fn insert_get_remove() {
-        let mut ix = KeyIndex::default();
-        assert_eq!(ix.insert(key("a"), Location::Pending { batch: 0, row: 1 }), None);
-        assert_eq!(
-            ix.insert(key("a"), Location::Committed { file: 2, pos: 3 }),
-            Some(Location::Pending { batch: 0, row: 1 })
-        );
-        assert_eq!(ix.get(b"a"), Some(Location::Committed { file: 2, pos: 3 }));
-        assert_eq!(ix.len(), 1);
-        assert_eq!(ix.remove(b"a"), Some(Location::Committed { file: 2, pos: 3 }));
-        assert_eq!(ix.remove(b"a"), None);
-        assert!(ix.is_empty());
+        let long = "a key longer than an entry holds";
+        for k in ["a", long] {
+            let mut ix = KeyIndex::default();
+            assert_eq!(ix.insert(key(k), Location::Pending { batch: 0, row: 1 }), None);
+            assert_eq!(
+                ix.insert(key(k), Location::Committed { file: 2, pos: 3 }),
+                Some(Location::Pending { batch: 0, row: 1 })
+            );
+            assert_eq!(ix.get(k.as_bytes()), Some(Location::Committed { file: 2, pos: 3 }));
+            assert_eq!(ix.len(), 1);
+            assert_eq!(
+                ix.iter().collect::<Vec<_>>(),
+                [(k.as_bytes(), Location::Committed { file: 2, pos: 3 })]
+            );
+            assert_eq!(ix.remove(k.as_bytes()), Some(Location::Committed { file: 2, pos: 3 }));
+            assert_eq!(ix.remove(k.as_bytes()), None);
+            assert!(ix.is_empty());
+        }
     }
 
     #[test]
     fn collisions_are_resolved_by_key_values() {
-        let mut ix = KeyIndex::default();
-        let (a, b, c) = (key("a"), key("b"), key("c"));
-        let la = Location::Committed { file: 0, pos: 0 };
-        let lb = Location::Committed { file: 0, pos: 1 };
-        assert_eq!(ix.insert_hashed(7, a.clone(), la), None);
-        assert_eq!(ix.insert_hashed(7, b.clone(), lb), None);
-        assert_eq!(ix.len(), 2);
-        assert_eq!(ix.lookup(7).count(), 2);
-        assert_eq!(ix.get_hashed(7, &a), Some(la));
-        assert_eq!(ix.get_hashed(7, &b), Some(lb));
-        assert_eq!(ix.get_hashed(7, &c), None);
-        assert_eq!(ix.remove_hashed(7, &c), None);
-        assert_eq!(ix.remove_hashed(7, &a), Some(la));
-        assert_eq!(ix.get_hashed(7, &b), Some(lb));
-        assert_eq!(ix.len(), 1);
+        // Every key has the same hash; inline and spilled keys, through the table's growth.
+        let mut ix = KeyIndex { hash: |_| 7, ..Default::default() };
+        let keys: Vec<String> =
+            (0..40).map(|i| if i % 2 == 0 { format!("k{i}") } else { format!("{i:0>20}") }).collect();
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(ix.insert(key(k), Location::Committed { file: 0, pos: i as u64 }), None);
+        }
+        assert_eq!(ix.len(), 40);
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(ix.get(k.as_bytes()), Some(Location::Committed { file: 0, pos: i as u64 }), "{k}");
+        }
+        assert_eq!(ix.get(b"c"), None);
+        assert_eq!(ix.remove(b"c"), None);
+        assert_eq!(ix.remove(keys[1].as_bytes()), Some(Location::Committed { file: 0, pos: 1 }));
+        assert_eq!(ix.get(keys[1].as_bytes()), None);
+        // The freed side-list slot is reused.
+        assert_eq!(
+            ix.insert(key("another key longer than fifteen"), Location::Pending { batch: 1, row: 1 }),
+            None
+        );
+        assert_eq!(ix.spilled.len(), 20);
+        assert_eq!(ix.get(keys[3].as_bytes()), Some(Location::Committed { file: 0, pos: 3 }));
+        assert_eq!(ix.len(), 40);
     }
 
     #[test]
     fn remap_moves_and_drops() {
         let mut ix = KeyIndex::default();
-        for (i, k) in ["a", "b", "c"].iter().enumerate() {
+        for (i, k) in ["a", "b", "c", "a key longer than an entry holds"].iter().enumerate() {
             ix.insert(key(k), Location::Committed { file: 0, pos: i as u64 });
         }
         ix.remap(|k, l| match (k, l) {
             (b"b", _) => None,
+            (_, Location::Committed { pos: 3, .. }) => None,
             (_, Location::Committed { pos, .. }) => Some(Location::Committed { file: 1, pos: pos + 10 }),
             (_, l) => Some(l),
         });
         assert_eq!(ix.len(), 2);
         assert_eq!(ix.get(b"c"), Some(Location::Committed { file: 1, pos: 12 }));
         assert_eq!(ix.get(b"b"), None);
+        assert_eq!(ix.free, [0]);
     }
 }
