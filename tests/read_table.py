@@ -48,6 +48,8 @@ def describe_file(f, sort_column):
         values = pq.read_table(path, columns=[sort_column]).column(0).to_pylist()
         present = [v for v in values if v is not None]
         info["sorted"] = values[: len(values) - len(present)] == [None] * (len(values) - len(present)) and present == sorted(present)
+        if present:
+            info["range"] = [present[0], present[-1]]
     return info
 
 

@@ -39,6 +39,12 @@ pub const DEFAULT_BUFFER_BYTES: usize = 96 << 20;
 /// Rows per Arrow batch handed to the Parquet writer.
 const WRITE_CHUNK: usize = 16 * 1024;
 
+/// A run is split over several lanes only into files of at least this many rows.
+const MIN_SPLIT_ROWS: usize = 64 * 1024;
+
+/// A run's number and, when it is split, the number of its piece.
+type Piece = (usize, usize);
+
 /// One partition's rows in write order: `(batch, row)` pairs into the batches given to
 /// [`RowOrder::runs`].
 pub struct Run {
@@ -197,8 +203,8 @@ async fn write_run(
     files
 }
 
-/// Writes `runs` (rows of `batches`), spread over one task per core, one partition at a time per
-/// task; returns each run's files, in run order.
+/// Writes `runs` (rows of `batches`), spread over two tasks per core, one partition at a time per
+/// task; returns each run's files, in run order (a run's files in the order of its rows).
 pub async fn write_runs(
     files: Arc<DataFiles>,
     batches: Arc<Vec<RecordBatch>>,
@@ -209,11 +215,26 @@ pub async fn write_runs(
     // next buffer fill while this one is written, and with thousands of partitions the peak RSS rose
     // from 272–285 MB to 337–350 MB for little gain.
     let lanes = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4) * 2;
-    // Biggest runs first, each to the lane with the fewest rows so far.
+    // A run larger than a lane's share is split into files written side by side (each sorted, their
+    // key ranges one after the other): one large partition is not left to a single lane while the
+    // next buffer fills.
     let count = runs.len();
-    let mut by_size: Vec<(usize, Run)> = runs.into_iter().enumerate().collect();
+    let total: usize = runs.iter().map(|r| r.rows.len()).sum();
+    let piece = total.div_ceil(lanes).max(MIN_SPLIT_ROWS);
+    let mut by_size: Vec<(Piece, Run)> = Vec::with_capacity(count);
+    for (i, run) in runs.into_iter().enumerate() {
+        if run.rows.len() <= piece {
+            by_size.push(((i, 0), run));
+            continue;
+        }
+        let size = run.rows.len().div_ceil(run.rows.len().div_ceil(piece));
+        for (j, rows) in run.rows.chunks(size).enumerate() {
+            by_size.push(((i, j), Run { partition: run.partition.clone(), rows: rows.to_vec() }));
+        }
+    }
+    // Biggest runs first, each to the lane with the fewest rows so far.
     by_size.sort_by_key(|(_, r)| std::cmp::Reverse(r.rows.len()));
-    let mut plan: Vec<(usize, Vec<(usize, Run)>)> = (0..lanes).map(|_| (0, Vec::new())).collect();
+    let mut plan: Vec<(usize, Vec<(Piece, Run)>)> = (0..lanes).map(|_| (0, Vec::new())).collect();
     for (i, run) in by_size {
         let lane = plan.iter_mut().min_by_key(|(rows, _)| *rows).expect("a lane");
         lane.0 += run.rows.len();
@@ -234,12 +255,15 @@ pub async fn write_runs(
             })
         })
         .collect();
-    let mut written: Vec<Vec<DataFile>> = vec![Vec::new(); count];
+    let mut pieces: Vec<(Piece, Vec<DataFile>)> = Vec::new();
     for task in tasks {
-        let lane = task.await.map_err(|e| IcebergError::new(ErrorKind::Unexpected, e.to_string()))??;
-        for (i, files) in lane {
-            written[i] = files;
-        }
+        pieces.extend(task.await.map_err(|e| IcebergError::new(ErrorKind::Unexpected, e.to_string()))??);
+    }
+    // A split run's files in the order of its rows.
+    pieces.sort_by_key(|(i, _)| *i);
+    let mut written: Vec<Vec<DataFile>> = vec![Vec::new(); count];
+    for ((i, _), files) in pieces {
+        written[i].extend(files);
     }
     Ok(written)
 }
