@@ -585,9 +585,9 @@ impl Tables {
     }
 
     /// Starts background maintenance when the policy says it is due. It runs while the pipeline
-    /// keeps writing and committing: every change either makes is a compare-and-swap commit that
-    /// re-applies itself to the table the other left (a rewrite checks that the files it replaces
-    /// are still live and that no delete came in), so a commit never waits for it.
+    /// keeps writing and committing: their commits take turns ([`Catalog::committing`]), each
+    /// starting from the table the other left (a rewrite checks that the files it replaces are
+    /// still live and that no delete came in), so a commit never waits for the whole run.
     fn maybe_start_maintenance(&mut self) {
         let policy = &self.cfg.maintenance;
         if !policy.enabled
@@ -609,8 +609,7 @@ impl Tables {
         }));
     }
 
-    /// Waits for background maintenance, then takes the tables as it left them (a commit with a
-    /// stale view would only lose one race).
+    /// Waits for background maintenance, then takes the tables as it left them.
     async fn finish_maintenance(&mut self) -> Result<(), PipelineError> {
         let Some(task) = self.maintenance.take() else { return Ok(()) };
         match task.await {
