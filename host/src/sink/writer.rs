@@ -1,22 +1,22 @@
 //! Arrow batches → Parquet data files of one table.
 //!
-//! Rows are buffered up to a memory budget, then ordered by partition and, within a partition, by
-//! the table's sort order ([`RowOrder`]), and written one partition at a time by each of one task per
-//! core ([`write_runs`]): a task has one file open at a time (rolled at the target size), every file
-//! holds one partition and is sorted, and memory does not grow with the number of partitions a
-//! batch touches. Files become visible only when [`super::commit`] commits them.
+//! Rows are buffered up to a memory budget, each batch put in write order as it arrives (by
+//! partition and, within a partition, by the table's sort order: [`RowOrder`]), then merged and
+//! written one partition at a time by each of one task per core ([`write_runs`]): a task has one
+//! file open at a time (rolled at the target size), every file holds one partition and is sorted,
+//! and memory does not grow with the number of partitions a batch touches. Files become visible only when [`super::commit`] commits them.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::ByteArrayType;
-use arrow_array::{Array, ArrayRef, BooleanArray, GenericByteArray, RecordBatch, StructArray};
+use arrow_array::{Array, ArrayRef, BooleanArray, GenericByteArray, RecordBatch, StructArray, UInt32Array};
 use arrow_ord::sort::{SortColumn, SortOptions, lexsort_to_indices};
 use arrow_schema::{DataType, SchemaRef};
 use arrow_select::concat::concat;
 use arrow_select::interleave::interleave_record_batch;
-use arrow_select::take::take;
+use arrow_select::take::{take, take_record_batch};
 use iceberg::arrow::{PartitionValueCalculator, arrow_struct_to_literal, schema_to_arrow_schema};
 use iceberg::spec::{
     DataFile, DataFileFormat, Literal, PartitionKey, PartitionSpec, SchemaRef as IcebergSchema, StructType,
@@ -83,6 +83,41 @@ impl RowOrder {
         Ok(Self { spec, schema, calculator, partition_type, sort })
     }
 
+    /// `batch`'s rows in write order (by partition, then sort order). A buffer of batches sorted
+    /// this way while they are still in the cache is gathered into files block by block, not row
+    /// by row from all over the buffer: each run takes a few contiguous rows of every batch.
+    pub fn sort_batch(&self, batch: RecordBatch) -> Result<RecordBatch, IcebergError> {
+        match self.sort_indices(&batch)? {
+            Some(indices) => take_record_batch(&batch, &indices)
+                .map_err(|e| IcebergError::new(ErrorKind::Unexpected, e.to_string())),
+            None => Ok(batch),
+        }
+    }
+
+    /// The row numbers of `batch` in write order; `None` when its order does not matter.
+    pub fn sort_indices(&self, batch: &RecordBatch) -> Result<Option<UInt32Array>, IcebergError> {
+        let mut keys: Vec<ArrayRef> = Vec::new();
+        if let Some(c) = &self.calculator {
+            let partitions = c.calculate(batch)?;
+            let s = partitions.as_any().downcast_ref::<StructArray>().expect("partition values are a struct");
+            keys.extend(s.columns().iter().cloned());
+        }
+        keys.extend(self.sort.iter().map(|&i| batch.column(i).clone()));
+        if keys.is_empty() || batch.num_rows() < 2 {
+            return Ok(None);
+        }
+        let columns: Vec<SortColumn> = keys
+            .into_iter()
+            .map(|values| SortColumn {
+                values,
+                options: Some(SortOptions { descending: false, nulls_first: true }),
+            })
+            .collect();
+        lexsort_to_indices(&columns, None)
+            .map(Some)
+            .map_err(|e| IcebergError::new(ErrorKind::Unexpected, e.to_string()))
+    }
+
     /// The rows of `batches` grouped by partition, each group in sort order.
     pub fn runs(&self, batches: &[RecordBatch]) -> Result<Vec<Run>, IcebergError> {
         self.runs_of(batches, None)
@@ -116,7 +151,7 @@ impl RowOrder {
         if locations.is_empty() {
             return Ok(Vec::new());
         }
-        let selected = selected.map(arrow_array::UInt32Array::from);
+        let selected = selected.map(UInt32Array::from);
         let select = |a: ArrayRef| -> Result<ArrayRef, IcebergError> {
             match &selected {
                 Some(s) => take(&a, s, None).map_err(arrow),
@@ -162,7 +197,7 @@ impl RowOrder {
             }]);
         };
         // Runs of equal partition values in the sorted order.
-        let indices = arrow_array::UInt32Array::from_iter_values(order.iter().map(|&i| i as u32));
+        let indices = UInt32Array::from_iter_values(order.iter().map(|&i| i as u32));
         let sorted: Vec<ArrayRef> = keys[..partition_keys]
             .iter()
             .map(|k| take(k, &indices, None))
@@ -381,12 +416,17 @@ impl TableWriter {
         self.rows
     }
 
-    /// Takes one batch (already in the table's Arrow schema); writes the buffer out when it is full.
+    /// Takes one batch (already in the table's Arrow schema) and puts it in write order; writes the
+    /// buffer out when it is full.
     pub async fn write(&mut self, batch: RecordBatch) -> Result<(), SinkError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
         self.rows += batch.num_rows();
+        let batch = self.order.sort_batch(batch).map_err(|source| SinkError::Write {
+            table: self.table_name.clone(),
+            source: Box::new(source),
+        })?;
         self.buffered_bytes += batch.get_array_memory_size();
         self.buffer.push(batch);
         if self.buffered_bytes >= self.settings.buffer_bytes {

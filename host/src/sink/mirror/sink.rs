@@ -4,10 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::sink::writer::FileSettings;
+use crate::sink::writer::{FileSettings, RowOrder};
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, new_null_array};
 use arrow_cast::cast;
+use arrow_schema::SchemaRef;
 use arrow_select::interleave::interleave;
+use arrow_select::take::take_record_batch;
 use iceberg::spec::{DataContentType, ManifestContentType, Struct};
 use iceberg::table::Table;
 
@@ -70,6 +72,12 @@ pub struct MirrorSink {
     held: HeldValues,
     /// TOAST placeholders that found no value (landed as null), since the mirror opened.
     unresolved_toast: u64,
+    /// The write order of rows in the schema it was made for.
+    order: Option<(SchemaRef, Arc<RowOrder>)>,
+}
+
+fn write_error(table: &Table, source: iceberg::Error) -> SinkError {
+    SinkError::Write { table: table.identifier().to_string(), source: Box::new(source) }
 }
 
 fn shape(table: &Table, message: String) -> SinkError {
@@ -100,6 +108,7 @@ impl MirrorSink {
             tail_delete: None,
             held: HeldValues::default(),
             unresolved_toast: 0,
+            order: None,
         };
         if let Some(path) = crate::sink::commit::carried_value(table, held::HELD_VALUES)
             && !path.is_empty()
@@ -273,6 +282,18 @@ impl MirrorSink {
         self.held.clear();
     }
 
+    /// The write order of rows in `schema`.
+    fn order(&mut self, table: &Table, schema: &SchemaRef) -> Result<Arc<RowOrder>, SinkError> {
+        if let Some((s, order)) = &self.order
+            && s == schema
+        {
+            return Ok(order.clone());
+        }
+        let order = Arc::new(RowOrder::new(table, schema).map_err(|e| write_error(table, e))?);
+        self.order = Some((schema.clone(), order.clone()));
+        Ok(order)
+    }
+
     /// Applies one batch in source order. `events` are every keyed event of the batch (before the
     /// chain); `rows` are the rows the chain kept (in the table's schema, unsorted), the event of
     /// row `i` being `origins[i]`; `toast` names the columns that carried the TOAST placeholder;
@@ -288,6 +309,21 @@ impl MirrorSink {
         toast: &[(u32, Arc<str>)],
         values: &[(Arc<str>, ArrayRef)],
     ) -> Result<(), SinkError> {
+        // Rows are kept in write order (their origins with them): the commit gathers each
+        // partition's rows in blocks.
+        let (rows, origins) = match rows {
+            Some(r) => {
+                let order = self.order(table, &r.schema())?;
+                match order.sort_indices(&r).map_err(|e| write_error(table, e))? {
+                    Some(indices) => (
+                        Some(take_record_batch(&r, &indices).map_err(|e| shape(table, e.to_string()))?),
+                        indices.values().iter().map(|&i| origins[i as usize]).collect(),
+                    ),
+                    None => (Some(r), origins.to_vec()),
+                }
+            }
+            None => (None, Vec::new()),
+        };
         let b = self.base + self.batches.len() as u32;
         let row_of: HashMap<u32, u32> = match &rows {
             Some(_) => origins.iter().enumerate().map(|(i, &o)| (o, i as u32)).collect(),
