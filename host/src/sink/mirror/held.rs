@@ -133,6 +133,9 @@ impl HeldValues {
 
     /// The key is gone from the source: the values it held.
     pub fn take(&mut self, key: &[u8]) -> Option<Vec<(Arc<str>, Held)>> {
+        if self.by_key.is_empty() {
+            return None;
+        }
         let old = self.by_key.remove(key)?;
         self.bytes -= old.iter().map(|(c, v)| c.len() + v.len()).sum::<usize>();
         self.dirty = true;

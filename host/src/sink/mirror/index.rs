@@ -11,8 +11,6 @@ use std::hash::Hasher;
 use hashbrown::HashTable;
 use rustc_hash::FxHasher;
 
-use super::Key;
-
 /// Where a key's row is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Location {
@@ -91,24 +89,24 @@ impl KeyIndex {
     }
 
     /// Files `key` at `loc`; returns where it was before.
-    pub fn insert(&mut self, key: Key, loc: Location) -> Option<Location> {
-        let hash = (self.hash)(&key);
+    pub fn insert(&mut self, key: &[u8], loc: Location) -> Option<Location> {
+        let hash = (self.hash)(key);
         let spilled = &self.spilled;
-        if let Some(e) = self.table.find_mut(hash, |e| key_of(spilled, e) == &*key) {
+        if let Some(e) = self.table.find_mut(hash, |e| key_of(spilled, e) == key) {
             return Some(std::mem::replace(&mut e.loc, loc));
         }
         let mut stored = [0u8; INLINE + 1];
         if key.len() <= INLINE {
-            stored[..key.len()].copy_from_slice(&key);
+            stored[..key.len()].copy_from_slice(key);
             stored[INLINE] = key.len() as u8;
         } else {
             let i = match self.free.pop() {
                 Some(i) => {
-                    self.spilled[i as usize] = key;
+                    self.spilled[i as usize] = key.into();
                     i
                 }
                 None => {
-                    self.spilled.push(key);
+                    self.spilled.push(key.into());
                     u32::try_from(self.spilled.len() - 1).expect("fewer than 2^32 long keys")
                 }
             };
@@ -174,8 +172,8 @@ impl KeyIndex {
 mod tests {
     use super::*;
 
-    fn key(s: &str) -> Key {
-        s.as_bytes().into()
+    fn key(s: &str) -> &[u8] {
+        s.as_bytes()
     }
 
     #[test]

@@ -186,7 +186,7 @@ impl MirrorSink {
                 }
                 let Some(key) = key else { continue };
                 if let Some(Location::Committed { file, pos }) =
-                    m.index.insert(key, Location::Committed { file: id, pos })
+                    m.index.insert(&key, Location::Committed { file: id, pos })
                 {
                     // Two live rows with one key (not written by a mirror host): the later one wins.
                     duplicates += 1;
@@ -325,10 +325,14 @@ impl MirrorSink {
             None => (None, Vec::new()),
         };
         let b = self.base + self.batches.len() as u32;
-        let row_of: HashMap<u32, u32> = match &rows {
-            Some(_) => origins.iter().enumerate().map(|(i, &o)| (o, i as u32)).collect(),
-            None => HashMap::new(),
-        };
+        // Each event's row (by origin), if the chain kept one.
+        let mut row_of: Vec<u32> = Vec::new();
+        for (i, &o) in origins.iter().enumerate() {
+            if row_of.len() <= o as usize {
+                row_of.resize(o as usize + 1, u32::MAX);
+            }
+            row_of[o as usize] = i as u32;
+        }
         let n = rows.as_ref().map_or(0, RecordBatch::num_rows);
         if let Some(r) = rows {
             self.pending_bytes += r.get_array_memory_size();
@@ -358,7 +362,10 @@ impl MirrorSink {
                 (Some((lsn, v)), Some(l)) if *lsn == l => v.clone(),
                 _ => Vec::new(),
             };
-            let row = if ev.delete { None } else { row_of.get(&ev.origin).copied() };
+            let row = match row_of.get(ev.origin as usize) {
+                Some(&r) if !ev.delete && r != u32::MAX => Some(r),
+                _ => None,
+            };
             let Some(row) = row else {
                 // A delete, or a row the chain dropped or rejected: the key has no row. A left-out
                 // row keeps its large values, for an update that brings the key back.
@@ -391,7 +398,11 @@ impl MirrorSink {
                 }
                 continue;
             };
-            let old = self.index.get(&ev.key).or(carried);
+            // Where the key's values were (only TOAST placeholders need it).
+            let old = match toast_of.is_empty() {
+                true => None,
+                false => self.index.get(&ev.key).or(carried),
+            };
             if let (Some(cols), None, Some((lsn, r)), Some(l)) =
                 (toast_of.get(&ev.origin), old, &self.carried_row, ev.lsn)
                 && *lsn == l
@@ -427,7 +438,7 @@ impl MirrorSink {
                 }
             }
             self.held.remove(&ev.key);
-            if let Some(old) = self.index.insert(ev.key.clone(), Location::Pending { batch: b, row }) {
+            if let Some(old) = self.index.insert(&ev.key, Location::Pending { batch: b, row }) {
                 self.kill(old);
             }
             self.batch_mut(b).keys[row as usize] = Some(ev.key.clone());
@@ -599,7 +610,7 @@ impl MirrorSink {
                 let loc = Location::Committed { file: ids[file as usize], pos };
                 match self.batches[i].keys[row].take() {
                     Some(key) => {
-                        self.index.insert(key, loc);
+                        self.index.insert(&key, loc);
                     }
                     None => {
                         self.deletes.entry(ids[file as usize]).or_default().insert(pos);
