@@ -4,7 +4,8 @@
 //! partition and, within a partition, by the table's sort order: [`RowOrder`]), then merged and
 //! written one partition at a time by each of one task per core ([`write_runs`]): a task has one
 //! file open at a time (rolled at the target size), every file holds one partition and is sorted,
-//! and memory does not grow with the number of partitions a batch touches. Files become visible only when [`super::commit`] commits them.
+//! and memory does not grow with the number of partitions a batch touches. Files become visible
+//! only when [`super::commit`] commits them.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -106,16 +107,7 @@ impl RowOrder {
         if keys.is_empty() || batch.num_rows() < 2 {
             return Ok(None);
         }
-        let columns: Vec<SortColumn> = keys
-            .into_iter()
-            .map(|values| SortColumn {
-                values,
-                options: Some(SortOptions { descending: false, nulls_first: true }),
-            })
-            .collect();
-        lexsort_to_indices(&columns, None)
-            .map(Some)
-            .map_err(|e| IcebergError::new(ErrorKind::Unexpected, e.to_string()))
+        order_of(&keys).map(Some)
     }
 
     /// The rows of `batches` grouped by partition, each group in sort order.
@@ -181,14 +173,7 @@ impl RowOrder {
         let order: Vec<usize> = if keys.is_empty() {
             (0..locations.len()).collect()
         } else {
-            let columns: Vec<SortColumn> = keys
-                .iter()
-                .map(|k| SortColumn {
-                    values: k.clone(),
-                    options: Some(SortOptions { descending: false, nulls_first: true }),
-                })
-                .collect();
-            lexsort_to_indices(&columns, None).map_err(arrow)?.values().iter().map(|&i| i as usize).collect()
+            order_of(&keys)?.values().iter().map(|&i| i as usize).collect()
         };
         let (Some(partitions), Some(partition_type)) = (partitions, &self.partition_type) else {
             return Ok(vec![Run {
@@ -218,6 +203,18 @@ impl RowOrder {
         }
         Ok(runs)
     }
+}
+
+/// The row numbers that order rows by `keys` (ascending, nulls first).
+fn order_of(keys: &[ArrayRef]) -> Result<UInt32Array, IcebergError> {
+    let columns: Vec<SortColumn> = keys
+        .iter()
+        .map(|k| SortColumn {
+            values: k.clone(),
+            options: Some(SortOptions { descending: false, nulls_first: true }),
+        })
+        .collect();
+    lexsort_to_indices(&columns, None).map_err(|e| IcebergError::new(ErrorKind::Unexpected, e.to_string()))
 }
 
 /// Writes `run` (rows of `batches`) as data files of its partition, rolled at the target size.

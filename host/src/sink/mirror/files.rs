@@ -25,7 +25,7 @@ use crate::sink::writer::{DataFiles, FileSettings, RowOrder, with_dictionary_cho
 const FILE_PATH_ID: i32 = 2147483546;
 const POS_ID: i32 = 2147483545;
 
-fn write_err(table: &Table) -> impl Fn(iceberg::Error) -> SinkError + '_ {
+pub(super) fn write_err(table: &Table) -> impl Fn(iceberg::Error) -> SinkError + '_ {
     move |source| SinkError::Write { table: table.identifier().to_string(), source: Box::new(source) }
 }
 

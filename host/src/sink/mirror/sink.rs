@@ -76,10 +76,6 @@ pub struct MirrorSink {
     order: Option<(SchemaRef, Arc<RowOrder>)>,
 }
 
-fn write_error(table: &Table, source: iceberg::Error) -> SinkError {
-    SinkError::Write { table: table.identifier().to_string(), source: Box::new(source) }
-}
-
 fn shape(table: &Table, message: String) -> SinkError {
     SinkError::Shape { table: table.identifier().to_string(), message }
 }
@@ -289,7 +285,7 @@ impl MirrorSink {
         {
             return Ok(order.clone());
         }
-        let order = Arc::new(RowOrder::new(table, schema).map_err(|e| write_error(table, e))?);
+        let order = Arc::new(RowOrder::new(table, schema).map_err(files::write_err(table))?);
         self.order = Some((schema.clone(), order.clone()));
         Ok(order)
     }
@@ -314,7 +310,7 @@ impl MirrorSink {
         let (rows, origins) = match rows {
             Some(r) => {
                 let order = self.order(table, &r.schema())?;
-                match order.sort_indices(&r).map_err(|e| write_error(table, e))? {
+                match order.sort_indices(&r).map_err(files::write_err(table))? {
                     Some(indices) => (
                         Some(take_record_batch(&r, &indices).map_err(|e| shape(table, e.to_string()))?),
                         indices.values().iter().map(|&i| origins[i as usize]).collect(),
@@ -326,11 +322,8 @@ impl MirrorSink {
         };
         let b = self.base + self.batches.len() as u32;
         // Each event's row (by origin), if the chain kept one.
-        let mut row_of: Vec<u32> = Vec::new();
+        let mut row_of = vec![u32::MAX; origins.iter().max().map_or(0, |&o| o as usize + 1)];
         for (i, &o) in origins.iter().enumerate() {
-            if row_of.len() <= o as usize {
-                row_of.resize(o as usize + 1, u32::MAX);
-            }
             row_of[o as usize] = i as u32;
         }
         let n = rows.as_ref().map_or(0, RecordBatch::num_rows);
@@ -399,10 +392,7 @@ impl MirrorSink {
                 continue;
             };
             // Where the key's values were (only TOAST placeholders need it).
-            let old = match toast_of.is_empty() {
-                true => None,
-                false => self.index.get(&ev.key).or(carried),
-            };
+            let old = if toast_of.is_empty() { None } else { self.index.get(&ev.key).or(carried) };
             if let (Some(cols), None, Some((lsn, r)), Some(l)) =
                 (toast_of.get(&ev.origin), old, &self.carried_row, ev.lsn)
                 && *lsn == l
