@@ -725,6 +725,18 @@ impl Config {
         !self.tables.is_empty() || self.routing.default_table.is_some()
     }
 
+    /// Whether a table of this host may take its key from the records' Kafka keys (a mirror table
+    /// without a configured key): only then do Kafka records travel with their topic and key
+    /// (`{"topic","key","value"}`), which costs a copy and a parse per record.
+    pub fn needs_record_keys(&self) -> bool {
+        let keyless_mirror = |t: &TableConfig| t.mode == TableMode::Mirror && t.key.is_empty();
+        if !self.is_multi_table() {
+            return keyless_mirror(&self.table);
+        }
+        self.entries().into_iter().any(keyless_mirror)
+            || (self.routing.default_table.is_some() && self.routing.mode == TableMode::Mirror)
+    }
+
     /// The tables a routing host names, in matching order: `[table]` when it says what it takes
     /// (`source` or `topics`), then the `[[tables]]` entries.
     pub fn entries(&self) -> Vec<&TableConfig> {
@@ -923,6 +935,22 @@ mod tests {
         assert_eq!(c.catalog.name, "iceberg");
         assert_eq!(c.chain.len(), 3);
         assert_eq!(c.dead_letter_table(), "customers_analytics_dlq");
+    }
+
+    #[test]
+    fn kafka_records_carry_their_keys_only_for_a_mirror_without_a_key() {
+        let mut c = Config::shipped_default();
+        assert!(c.is_multi_table() && !c.needs_record_keys(), "append tables route without keys");
+        c.routing.mode = TableMode::Mirror;
+        assert!(c.needs_record_keys(), "a routed mirror table takes its key from the records");
+        c.routing.mode = TableMode::Append;
+        c.table.mode = TableMode::Mirror;
+        assert!(c.needs_record_keys(), "the [table] entry is a mirror without a key");
+        c.table.key = vec!["customer_id".into()];
+        assert!(!c.needs_record_keys(), "a configured key is read from the rows");
+        c.routing.default_table = None;
+        c.table.key.clear();
+        assert!(!c.is_multi_table() && c.needs_record_keys(), "one mirror table without a key");
     }
 
     #[test]

@@ -409,9 +409,8 @@ async fn run(common: &Common, args: &RunArgs) -> Result<()> {
                 "consuming Kafka"
             );
             // A mirror table without a configured key takes it from the records' Kafka keys.
-            let keys = cfg.table.mode == cdc_host::config::TableMode::Mirror && cfg.table.key.is_empty();
-            let source =
-                kafka::KafkaSource::new(cfg.kafka.clone(), mode, metrics.clone())?.with_record_keys(keys);
+            let source = kafka::KafkaSource::new(cfg.kafka.clone(), mode, metrics.clone())?
+                .with_record_keys(cfg.needs_record_keys());
             pipeline::run(&cfg, source, chain, &metrics, options).await?
         }
     };
@@ -452,9 +451,10 @@ async fn run_tables(cfg: Config, common: &Common, args: &RunArgs) -> Result<()> 
                 default_table = cfg.routing.default_table.as_deref().unwrap_or("-"),
                 "consuming Kafka into several tables"
             );
-            // Records carry their topic and Kafka key (a mirror table may take its key from them).
+            // Records carry their topic and Kafka key when a mirror table may take its key from
+            // them (the router tells a record's topic from its partition otherwise).
             let source = kafka::KafkaSource::new(cfg.kafka.clone(), mode, source_metrics.clone())?
-                .with_record_keys(true);
+                .with_record_keys(cfg.needs_record_keys());
             pipeline::run_routed(&cfg, source, make_chain, &metrics, source_metrics, stop).await?
         }
     };

@@ -7,7 +7,7 @@
 //! import cdc_chain
 //! pkg = cdc_chain.package("plugins", "config/cdc-host.toml")  # bytes: ship them to the workers
 //! chain = cdc_chain.Chain(pkg)                                 # on a worker: no compiling
-//! rows, dead_letters = chain.process(kafka_batch)              # key, value, topic, partition, offset
+//! rows, dead_letters = chain.process(kafka_batch)              # value, topic, partition, offset
 //! ```
 
 use std::path::Path;
@@ -20,7 +20,7 @@ use arrow_pyarrow::{FromPyArrow, ToPyArrow};
 use arrow_schema::DataType;
 use cdc_host::change::RawBatch;
 use cdc_host::embed::{self, EmbeddedChain};
-use cdc_host::source::kafka::{push_wrapped, stream_index};
+use cdc_host::source::kafka::stream_index;
 use cdc_host::transform::ChainPackage;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -110,8 +110,9 @@ impl Chain {
     }
 
     /// Decodes, transforms and encodes one batch of Kafka records (a pyarrow.RecordBatch with
-    /// `value` (binary, null for a tombstone), `topic` (string), `partition` (int32), `offset`
-    /// (int64) and, optionally, `key` (binary)). Returns `(rows, dead_letters)` as pyarrow.RecordBatches of `schema` and
+    /// `value` (binary, null for a tombstone), `topic` (string), `partition` (int32) and `offset`
+    /// (int64); other columns, such as `key`, are not read: an append table takes nothing from the
+    /// Kafka key). Returns `(rows, dead_letters)` as pyarrow.RecordBatches of `schema` and
     /// `dead_letter_schema`.
     fn process<'py>(
         &self,
@@ -155,8 +156,6 @@ fn raw_batch(batch: &RecordBatch) -> Result<RawBatch, String> {
     let (value, topic) =
         (as_type(value, DataType::Binary, "value")?, as_type(topic, DataType::Utf8, "topic")?);
     let (value, topic) = (value.as_binary::<i32>(), topic.as_string::<i32>());
-    let key = batch.column_by_name("key").map(|k| as_type(k, DataType::Binary, "key")).transpose()?;
-    let key = key.as_ref().map(|k| k.as_binary::<i32>());
     let partition = partition.as_primitive_opt::<Int32Type>().ok_or("`partition` must be int32")?;
     let offset = offset.as_primitive_opt::<Int64Type>().ok_or("`offset` must be int64")?;
     let mut raw = RawBatch::default();
@@ -164,15 +163,9 @@ fn raw_batch(batch: &RecordBatch) -> Result<RawBatch, String> {
     for i in 0..batch.num_rows() {
         let (t, p) = (if topic.is_valid(i) { topic.value(i) } else { "" }, partition.value(i));
         let stream = stream_index(&mut streams, &mut raw, t, p);
-        // As the host's Kafka source hands records over: with a key, `{"topic", "key", "value"}`
-        // (the decoder reads the key's fields from it); without, the value, `null` for a tombstone.
-        let v = value.is_valid(i).then(|| value.value(i));
-        match key {
-            Some(k) => {
-                push_wrapped(&mut raw, stream, offset.value(i), t, k.is_valid(i).then(|| k.value(i)), v)
-            }
-            None => raw.push(stream, offset.value(i), v.unwrap_or(b"null")),
-        }
+        // As the host's Kafka source hands records over to append tables: the value, `null` for a
+        // tombstone (only a mirror table without a configured key needs the Kafka key).
+        raw.push(stream, offset.value(i), if value.is_valid(i) { value.value(i) } else { b"null" });
     }
     Ok(raw)
 }
