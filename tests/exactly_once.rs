@@ -254,6 +254,13 @@ fn maintenance_compacts_expires_and_keeps_every_row() {
     let files_before = before["files"].as_array().unwrap().len();
     let snapshots_before = before["snapshots"].as_array().unwrap().len();
     assert!(snapshots_before >= 10, "expected many small commits: {snapshots_before}");
+    // A stream's small files are snappy (`sink.small_file_compression`); what compaction writes is zstd.
+    let codecs = |f: &Value| f["codecs"].clone();
+    assert!(
+        before["files"].as_array().unwrap().iter().all(|f| codecs(f) == serde_json::json!(["SNAPPY"])),
+        "{}",
+        before["files"]
+    );
 
     let out = host(
         dir.path(),
@@ -273,6 +280,10 @@ fn maintenance_compacts_expires_and_keeps_every_row() {
     let files = after["files"].as_array().unwrap();
     assert!(files.len() < files_before, "{} files after compaction, {files_before} before", files.len());
     assert!(files.iter().all(|f| f["sorted"] != false), "a compacted file is not sorted: {files:?}");
+    let paths_before: Vec<&Value> = before["files"].as_array().unwrap().iter().map(|f| &f["path"]).collect();
+    let compacted: Vec<&Value> = files.iter().filter(|f| !paths_before.contains(&&f["path"])).collect();
+    assert!(!compacted.is_empty(), "{files:?}");
+    assert!(compacted.iter().all(|f| codecs(f) == serde_json::json!(["ZSTD"])), "{compacted:?}");
     assert_eq!(after["snapshots"].as_array().unwrap().len(), 1, "{}", after["snapshots"]);
     let key = |t: &Value| {
         let mut v: Vec<String> = rows(t)

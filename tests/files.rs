@@ -1,6 +1,6 @@
 //! Data files as readers find them: one partition each and sorted by the table's sort order,
 //! whatever order records arrive in and however often the writer's buffer fills, and however large
-//! one partition is.
+//! one partition is; small files snappy, the others zstd.
 
 mod common;
 
@@ -40,6 +40,8 @@ fn every_file_holds_one_partition_sorted_whatever_the_write_buffer() {
         |t: &Value| files(t).iter().map(|f| f["partition"].to_string()).collect::<BTreeSet<_>>().len();
     for t in [&small, &large] {
         assert!(files(t).iter().all(|f| f["sorted"] == true), "a data file is not sorted by customer_id");
+        // Small files (under 16,384 rows) are snappy: `sink.small_file_compression`.
+        assert!(files(t).iter().all(|f| f["codecs"] == serde_json::json!(["SNAPPY"])), "{}", t["files"]);
         assert!(partitions(t) > 300, "expected ~340 month partitions, got {}", partitions(t));
     }
     assert_eq!(files(&large).len(), partitions(&large), "one write-out: one file per partition");
@@ -69,6 +71,8 @@ fn a_large_partition_is_split_into_sorted_files_with_disjoint_ranges() {
     let files = table["files"].as_array().unwrap();
     assert!(files.len() >= 2, "one partition of 100k rows should be split: {} file(s)", files.len());
     assert!(files.iter().all(|f| f["sorted"] == true), "a data file is not sorted by customer_id");
+    // Files of 16,384 rows or more are `sink.compression` (zstd).
+    assert!(files.iter().all(|f| f["codecs"] == serde_json::json!(["ZSTD"])), "{files:?}");
     let partitions: BTreeSet<String> = files.iter().map(|f| f["partition"].to_string()).collect();
     assert_eq!(partitions.len(), 1);
     let mut ranges: Vec<(i64, i64)> =

@@ -44,12 +44,12 @@ async fn main() {
     let t = table::ensure(&catalog, &spec).await.unwrap();
     let location = t.metadata().location().trim_start_matches("file:").trim_start_matches("//").to_string();
     let metadata_dir = std::path::PathBuf::from(location).join("metadata");
-    let props = parquet_properties(&cfg.sink).unwrap();
+    let (props, small_props) = parquet_properties(&cfg.sink).unwrap();
     let mut sink = TableSink::new(
         catalog.clone(),
         t,
         &cfg.pipeline_id,
-        FileSettings { props, target_file_size: 1 << 20, buffer_bytes: 1 << 20 },
+        FileSettings { props, small_props, target_file_size: 1 << 20, buffer_bytes: 1 << 20 },
     );
     let policy = cfg.maintenance.clone();
     let mut times = Vec::with_capacity(commits);

@@ -549,6 +549,13 @@ pub struct SinkConfig {
     /// zstd level (1..=22).
     #[serde(default = "default_zstd_level")]
     pub zstd_level: i32,
+    /// Parquet compression of the small data files a stream writes (fewer than
+    /// [`crate::sink::writer::SMALL_FILE_ROWS`] rows, as each commit of many partitions makes), which
+    /// maintenance later compacts with zstd: making a zstd compressor and decompressor for every
+    /// column chunk costs more than compressing a few hundred rows. Set it to `compression`'s value
+    /// to write every file alike.
+    #[serde(default = "default_small_file_compression")]
+    pub small_file_compression: String,
     /// Commit when this many input bytes are pending.
     #[serde(default = "default_commit_bytes")]
     pub commit_bytes: usize,
@@ -593,6 +600,9 @@ fn default_file_size() -> usize {
 fn default_compression() -> String {
     "zstd".into()
 }
+fn default_small_file_compression() -> String {
+    "snappy".into()
+}
 fn default_zstd_level() -> i32 {
     3
 }
@@ -605,6 +615,7 @@ impl Default for SinkConfig {
             target_file_size_bytes: default_file_size(),
             compression: default_compression(),
             zstd_level: default_zstd_level(),
+            small_file_compression: default_small_file_compression(),
             commit_bytes: default_commit_bytes(),
             processing_interval_seconds: default_interval(),
             caught_up_commit_ms: default_caught_up_commit(),
@@ -625,7 +636,18 @@ pub enum Codec {
 impl SinkConfig {
     /// The configured codec.
     pub fn compression(&self) -> Result<Codec, String> {
-        Ok(match self.compression.to_ascii_lowercase().as_str() {
+        Codec::parse(&self.compression)
+    }
+
+    /// The codec of small data files.
+    pub fn small_file_compression(&self) -> Result<Codec, String> {
+        Codec::parse(&self.small_file_compression)
+    }
+}
+
+impl Codec {
+    fn parse(name: &str) -> Result<Self, String> {
+        Ok(match name.to_ascii_lowercase().as_str() {
             "zstd" => Codec::Zstd,
             "snappy" => Codec::Snappy,
             "lz4" => Codec::Lz4,
@@ -865,6 +887,9 @@ impl Config {
         self.sink
             .compression()
             .map_err(|message| ConfigError::Invalid { key: "sink.compression".into(), message })?;
+        self.sink
+            .small_file_compression()
+            .map_err(|message| ConfigError::Invalid { key: "sink.small_file_compression".into(), message })?;
         if !(1..=22).contains(&self.sink.zstd_level) {
             return bad("sink.zstd_level", format!("{} is not a zstd level (1-22)", self.sink.zstd_level));
         }

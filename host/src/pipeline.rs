@@ -602,13 +602,14 @@ pub async fn run<S: Source + 'static>(
         })
         .map_err(|e| PipelineError::Internal(format!("cannot start the worker thread: {e}")))?;
 
-    let props = parquet_properties(&cfg.sink)
+    let (props, small_props) = parquet_properties(&cfg.sink)
         .map_err(|m| crate::error::ConfigError::Invalid { key: "sink.compression".into(), message: m })?;
     let tables_cfg = TablesConfig {
         pipeline_id: cfg.pipeline_id.clone(),
         evolve_schema: cfg.table.evolve_schema,
         files: FileSettings {
             props,
+            small_props,
             target_file_size: cfg.sink.target_file_size_bytes,
             buffer_bytes: cfg.sink.write_buffer_bytes,
         },

@@ -193,8 +193,10 @@ async fn compact(
         }
         budget -= bytes;
         // The group is in memory already: one write-out, one sorted file per partition.
+        // Compacted files are at rest: zstd, whatever their size.
         let settings = FileSettings {
             props: props.clone(),
+            small_props: props.clone(),
             target_file_size: policy.target_file_size_bytes,
             buffer_bytes: usize::MAX,
         };

@@ -30,23 +30,28 @@ use crate::config::{Codec, SinkConfig};
 /// Rows per Parquet row group, at most.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
-/// Parquet writer properties from the sink config (compression is always explicit).
-pub fn parquet_properties(cfg: &SinkConfig) -> Result<WriterProperties, String> {
-    let compression = match cfg.compression()? {
-        Codec::Zstd => Compression::ZSTD(
-            ZstdLevel::try_new(cfg.zstd_level).map_err(|e| format!("zstd level {}: {e}", cfg.zstd_level))?,
-        ),
-        Codec::Snappy => Compression::SNAPPY,
-        Codec::Lz4 => Compression::LZ4_RAW,
-        Codec::Uncompressed => Compression::UNCOMPRESSED,
+/// Parquet writer properties from the sink config (compression is always explicit): for the data
+/// files, and for the small ones ([`writer::SMALL_FILE_ROWS`]: `sink.small_file_compression`).
+pub fn parquet_properties(cfg: &SinkConfig) -> Result<(WriterProperties, WriterProperties), String> {
+    let props = |codec| -> Result<WriterProperties, String> {
+        let compression = match codec {
+            Codec::Zstd => Compression::ZSTD(
+                ZstdLevel::try_new(cfg.zstd_level)
+                    .map_err(|e| format!("zstd level {}: {e}", cfg.zstd_level))?,
+            ),
+            Codec::Snappy => Compression::SNAPPY,
+            Codec::Lz4 => Compression::LZ4_RAW,
+            Codec::Uncompressed => Compression::UNCOMPRESSED,
+        };
+        // Row groups of at most 128Ki rows: a writer holds one row group in memory until it is
+        // full, so one large partition costs no more memory than many small ones.
+        Ok(WriterProperties::builder()
+            .set_compression(compression)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk)
+            .build())
     };
-    // Row groups of at most 128Ki rows: a writer holds one row group in memory until it is full, so
-    // one large partition costs no more memory than many small ones.
-    Ok(WriterProperties::builder()
-        .set_compression(compression)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk)
-        .build())
+    Ok((props(cfg.compression()?)?, props(cfg.small_file_compression()?)?))
 }
 
 /// The Iceberg table property naming the codec, so other writers use the same.

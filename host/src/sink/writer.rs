@@ -43,6 +43,9 @@ const WRITE_CHUNK: usize = 16 * 1024;
 /// A run is split over several lanes only into files of at least this many rows.
 const MIN_SPLIT_ROWS: usize = 64 * 1024;
 
+/// Data files of fewer rows than this are small: written with [`FileSettings::small_props`].
+pub const SMALL_FILE_ROWS: usize = 16 * 1024;
+
 /// A run's number and, when it is split, the number of its piece.
 type Piece = (usize, usize);
 
@@ -224,7 +227,7 @@ async fn write_run(
     run: Run,
 ) -> Result<Vec<DataFile>, IcebergError> {
     let started = std::time::Instant::now();
-    let mut writer = builder.builder.build(run.partition).await?;
+    let mut writer = builder.for_rows(run.rows.len()).build(run.partition).await?;
     for chunk in run.rows.chunks(WRITE_CHUNK) {
         let rows = interleave_record_batch(batches, chunk)
             .map_err(|e| IcebergError::new(ErrorKind::Unexpected, e.to_string()))?;
@@ -300,32 +303,45 @@ pub async fn write_runs(
     Ok(written)
 }
 
-/// Makes data files of one table: Parquet with the given properties, named uniquely, rolled at the
-/// target size.
+type Builder =
+    DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+
+/// Makes data files of one table: Parquet with the given properties (small files with their own),
+/// named uniquely, rolled at the target size.
 pub struct DataFiles {
-    builder: DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>,
+    builder: Builder,
+    small: Builder,
 }
 
 impl DataFiles {
     pub fn new(
         table: &Table,
         props: WriterProperties,
+        small_props: WriterProperties,
         target_file_size: usize,
     ) -> Result<Self, IcebergError> {
         let metadata = table.metadata();
+        // One name prefix for both: files are numbered in one sequence.
         let names = DefaultFileNameGenerator::new(
             format!("cdc-{}", uuid::Uuid::new_v4()),
             None,
             DataFileFormat::Parquet,
         );
-        let builder = DataFileWriterBuilder::new(RollingFileWriterBuilder::new(
-            ParquetWriterBuilder::new(props, metadata.current_schema().clone()),
-            target_file_size,
-            table.file_io().clone(),
-            DefaultLocationGenerator::new(metadata)?,
-            names,
-        ));
-        Ok(Self { builder })
+        let builder = |props| -> Result<Builder, IcebergError> {
+            Ok(DataFileWriterBuilder::new(RollingFileWriterBuilder::new(
+                ParquetWriterBuilder::new(props, metadata.current_schema().clone()),
+                target_file_size,
+                table.file_io().clone(),
+                DefaultLocationGenerator::new(metadata)?,
+                names.clone(),
+            )))
+        };
+        Ok(Self { builder: builder(props)?, small: builder(small_props)? })
+    }
+
+    /// The builder for a file of `rows` rows.
+    fn for_rows(&self, rows: usize) -> &Builder {
+        if rows < SMALL_FILE_ROWS { &self.small } else { &self.builder }
     }
 }
 
@@ -361,10 +377,29 @@ fn distinct_values<T: ByteArrayType>(a: &GenericByteArray<T>, n: usize) -> usize
 #[derive(Debug, Clone)]
 pub struct FileSettings {
     pub props: WriterProperties,
+    /// For files of fewer than [`SMALL_FILE_ROWS`] rows.
+    pub small_props: WriterProperties,
     /// A data file rolls over at this size.
     pub target_file_size: usize,
     /// Rows (Arrow memory) held before they are ordered and written out.
     pub buffer_bytes: usize,
+}
+
+impl FileSettings {
+    /// The properties of a file of `rows` rows.
+    pub fn props_for(&self, rows: usize) -> &WriterProperties {
+        if rows < SMALL_FILE_ROWS { &self.small_props } else { &self.props }
+    }
+
+    /// Data files for `batches` (dictionary encoding chosen from a sample of them).
+    pub fn data_files(&self, table: &Table, batches: &[RecordBatch]) -> Result<DataFiles, IcebergError> {
+        DataFiles::new(
+            table,
+            with_dictionary_choice(&self.props, batches),
+            with_dictionary_choice(&self.small_props, batches),
+            self.target_file_size,
+        )
+    }
 }
 
 /// Writes data files for one table, for one commit.
@@ -447,8 +482,7 @@ impl TableWriter {
             let err =
                 |source| SinkError::Write { table: table.identifier().to_string(), source: Box::new(source) };
             let runs = order.runs(&batches).map_err(err)?;
-            let props = with_dictionary_choice(&settings.props, &batches);
-            let data_files = Arc::new(DataFiles::new(&table, props, settings.target_file_size).map_err(err)?);
+            let data_files = Arc::new(settings.data_files(&table, &batches).map_err(err)?);
             let written = write_runs(data_files, Arc::new(batches), runs).await.map_err(err)?;
             Ok(written.into_iter().flatten().collect())
         }));

@@ -16,10 +16,9 @@ use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator,
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::file::properties::WriterProperties;
 
 use crate::error::SinkError;
-use crate::sink::writer::{DataFiles, FileSettings, RowOrder, with_dictionary_choice, write_runs};
+use crate::sink::writer::{FileSettings, RowOrder, write_runs};
 
 /// Field ids of the position-delete schema (Iceberg spec, reserved).
 const FILE_PATH_ID: i32 = 2147483546;
@@ -47,9 +46,7 @@ pub async fn write_data(
     let Some(first) = batches.first() else { return Ok((Vec::new(), Vec::new())) };
     let order = RowOrder::new(table, &first.schema()).map_err(&err)?;
     let runs = order.runs_of(&batches, Some(keep)).map_err(&err)?;
-    let data_files =
-        DataFiles::new(table, with_dictionary_choice(&settings.props, &batches), settings.target_file_size)
-            .map_err(&err)?;
+    let data_files = settings.data_files(table, &batches).map_err(&err)?;
     // Each selected row's ordinal, by (batch, row).
     let mut ordinals: Vec<Vec<u32>> = Vec::with_capacity(keep.len());
     let mut n = 0u32;
@@ -114,18 +111,18 @@ pub struct FileDeletes {
 /// (path, position).
 pub async fn write_deletes(
     table: &Table,
-    props: WriterProperties,
+    settings: &FileSettings,
     deletes: &BTreeMap<Arc<str>, FileDeletes>,
 ) -> Result<Vec<DataFile>, SinkError> {
     let started = std::time::Instant::now();
-    let written = write_delete_files(table, props, deletes).await;
+    let written = write_delete_files(table, settings, deletes).await;
     crate::metrics::stage_time(crate::metrics::Stage::Write, started.elapsed());
     written
 }
 
 async fn write_delete_files(
     table: &Table,
-    props: WriterProperties,
+    settings: &FileSettings,
     deletes: &BTreeMap<Arc<str>, FileDeletes>,
 ) -> Result<Vec<DataFile>, SinkError> {
     let err = write_err(table);
@@ -156,6 +153,7 @@ async fn write_delete_files(
                 positions.push(p as i64);
             }
         }
+        let positions_len = positions.len();
         let batch = RecordBatch::try_new(
             arrow_schema.clone(),
             vec![Arc::new(StringArray::from(paths)), Arc::new(Int64Array::from(positions))],
@@ -168,7 +166,7 @@ async fn write_delete_files(
         );
         let location = DefaultLocationGenerator::new(metadata).map_err(&err)?;
         let mut writer = RollingFileWriterBuilder::new(
-            ParquetWriterBuilder::new(props.clone(), schema.clone()),
+            ParquetWriterBuilder::new(settings.props_for(positions_len).clone(), schema.clone()),
             usize::MAX,
             table.file_io().clone(),
             location,

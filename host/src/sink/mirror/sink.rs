@@ -720,7 +720,7 @@ impl MirrorFlight {
         }
         let (data, deletes) = tokio::join!(
             files::write_data(&table, &self.settings, self.rows, &self.keep),
-            files::write_deletes(&table, self.settings.props.clone(), &self.deletes)
+            files::write_deletes(&table, &self.settings, &self.deletes)
         );
         let (data, placed) = data?;
         let deletes = deletes?;
