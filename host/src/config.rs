@@ -1011,6 +1011,9 @@ mod tests {
         c.sink.compression = "brotli9000".into();
         assert!(c.validate().unwrap_err().to_string().contains("sink.compression"));
         let mut c = Config::shipped_default();
+        c.sink.small_file_compression = "brotli".into();
+        assert!(c.validate().unwrap_err().to_string().contains("sink.small_file_compression"));
+        let mut c = Config::shipped_default();
         c.table.columns[0].ty = "decimal(99,2)".into();
         assert!(c.validate().unwrap_err().to_string().contains("table.columns[0].type"));
     }
