@@ -56,6 +56,9 @@ const QUIET_GAP: Duration = Duration::from_millis(10);
 /// ... or once its first record waited this long: a live stream's rows reach the table promptly.
 const BATCH_LINGER: Duration = Duration::from_millis(100);
 
+/// Records taken from what the consumer has fetched between two reads of the clock.
+const CLOCK_EVERY: u32 = 256;
+
 /// Attempts at starting assigned partitions at their positions before the run stops.
 const ASSIGN_ATTEMPTS: u32 = 5;
 /// Wait before the second attempt; doubled before each further one (0.2 + 0.4 + 0.8 + 1.6 s).
@@ -553,8 +556,10 @@ impl Source for KafkaSource {
         let streaming = self.mode == Mode::Streaming;
         let mut deadline = Instant::now() + Duration::from_millis(self.cfg.consumer_timeout_ms);
         let mut first_at = None;
+        let mut now = Instant::now();
+        // Records taken since the clock was last read.
+        let mut unclocked = 0;
         while out.len() < max {
-            let now = Instant::now();
             if now >= deadline {
                 // A live stream delivered less than a batch in that time: it has caught up.
                 out.caught_up = streaming && !out.is_empty();
@@ -567,8 +572,24 @@ impl Source for KafkaSource {
                 first_at = Some(now);
                 deadline = deadline.min(now + BATCH_LINGER);
             }
-            let wait = if first_at.is_some() { (deadline - now).min(QUIET_GAP) } else { deadline - now };
-            let polled = self.consumer.poll(wait);
+            // A record already fetched is taken without waiting and without reading the clock (at
+            // full speed, a clock read per record was ~2 % of a drain); the clock is read when
+            // nothing is waiting, and every CLOCK_EVERY records.
+            let mut polled = None;
+            if unclocked < CLOCK_EVERY {
+                polled = self.consumer.poll(Duration::ZERO);
+                unclocked += 1;
+            }
+            if polled.is_none() {
+                now = Instant::now();
+                unclocked = 0;
+                if now >= deadline {
+                    continue;
+                }
+                let wait = if first_at.is_some() { (deadline - now).min(QUIET_GAP) } else { deadline - now };
+                polled = self.consumer.poll(wait);
+                now = Instant::now();
+            }
             if let Some(e) = self.assignment_failure() {
                 // Whatever this poll brought comes from offsets the table does not vouch for.
                 out.clear();
@@ -619,6 +640,7 @@ impl Source for KafkaSource {
                         self.last_error = Some(Instant::now());
                     }
                     std::thread::sleep(Duration::from_millis(200));
+                    unclocked = CLOCK_EVERY;
                 }
             }
         }
