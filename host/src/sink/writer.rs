@@ -46,6 +46,11 @@ const MIN_SPLIT_ROWS: usize = 64 * 1024;
 /// Data files of fewer rows than this are small: written with [`FileSettings::small_props`].
 pub const SMALL_FILE_ROWS: usize = 16 * 1024;
 
+/// Whether a file of `rows` rows is small ([`SMALL_FILE_ROWS`]).
+fn is_small(rows: usize) -> bool {
+    rows < SMALL_FILE_ROWS
+}
+
 /// A run's number and, when it is split, the number of its piece.
 type Piece = (usize, usize);
 
@@ -341,17 +346,27 @@ impl DataFiles {
 
     /// The builder for a file of `rows` rows.
     fn for_rows(&self, rows: usize) -> &Builder {
-        if rows < SMALL_FILE_ROWS { &self.small } else { &self.builder }
+        if is_small(rows) { &self.small } else { &self.builder }
     }
 }
 
-/// `props` with dictionary encoding turned off for text and binary columns whose values are
-/// mostly distinct in a sample of `batches` (e-mails, notes): a dictionary there costs time and is
-/// dropped by the encoder anyway.
-pub fn with_dictionary_choice(props: &WriterProperties, batches: &[RecordBatch]) -> WriterProperties {
+/// `props` with dictionary encoding turned off for `columns`.
+fn without_dictionary(props: &WriterProperties, columns: &[ColumnPath]) -> WriterProperties {
+    if columns.is_empty() {
+        return props.clone();
+    }
+    columns
+        .iter()
+        .fold(props.clone().into_builder(), |b, c| b.set_column_dictionary_enabled(c.clone(), false))
+        .build()
+}
+
+/// The text and binary columns whose values are mostly distinct in a sample of `batches` (e-mails,
+/// notes): a dictionary there costs time and is dropped by the encoder anyway.
+fn mostly_distinct_columns(batches: &[RecordBatch]) -> Vec<ColumnPath> {
     const SAMPLE: usize = 2048;
-    let Some(first) = batches.iter().find(|b| b.num_rows() > 0) else { return props.clone() };
-    let mut builder = props.clone().into_builder();
+    let Some(first) = batches.iter().find(|b| b.num_rows() > 0) else { return Vec::new() };
+    let mut columns = Vec::new();
     for (i, field) in first.schema().fields().iter().enumerate() {
         let column = first.column(i);
         let n = column.len().min(SAMPLE);
@@ -362,10 +377,10 @@ pub fn with_dictionary_choice(props: &WriterProperties, batches: &[RecordBatch])
             _ => continue,
         };
         if n >= 64 && distinct * 2 > n {
-            builder = builder.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+            columns.push(ColumnPath::from(field.name().as_str()));
         }
     }
-    builder.build()
+    columns
 }
 
 /// Distinct non-null values among the first `n` of `a`.
@@ -388,15 +403,17 @@ pub struct FileSettings {
 impl FileSettings {
     /// The properties of a file of `rows` rows.
     pub fn props_for(&self, rows: usize) -> &WriterProperties {
-        if rows < SMALL_FILE_ROWS { &self.small_props } else { &self.props }
+        if is_small(rows) { &self.small_props } else { &self.props }
     }
 
-    /// Data files for `batches` (dictionary encoding chosen from a sample of them).
+    /// Data files for `batches` (dictionary encoding chosen from a sample of them, once for both
+    /// kinds of file).
     pub fn data_files(&self, table: &Table, batches: &[RecordBatch]) -> Result<DataFiles, IcebergError> {
+        let distinct = mostly_distinct_columns(batches);
         DataFiles::new(
             table,
-            with_dictionary_choice(&self.props, batches),
-            with_dictionary_choice(&self.small_props, batches),
+            without_dictionary(&self.props, &distinct),
+            without_dictionary(&self.small_props, &distinct),
             self.target_file_size,
         )
     }
