@@ -409,3 +409,38 @@ fn a_run_that_dead_letters_most_records_says_so() {
     let reasons = summary["dead_letter_reasons"].as_array().unwrap();
     assert_eq!(reasons[0][1], 30, "{summary}");
 }
+
+/// A snapshot names only files already on disk: whatever a commit wrote (data files, manifests, the
+/// manifest list, the metadata file) was synced before the catalog pointed at it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_names_only_synced_files() {
+    use cdc_host::sink::storage;
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("config/cdc-host.toml")).unwrap();
+    let mut cfg = cdc_host::config::Config::from_toml(&text, "test").unwrap();
+    cfg.catalog.warehouse = dir.path().join("warehouse");
+    cfg.no_plugins = true;
+    let source = cdc_host::source::FileSource::open(&input(dir.path(), 2_000)).unwrap();
+    let summary =
+        cdc_host::pipeline::run_file(&cfg, source, &cdc_host::metrics::Metrics::new()).await.unwrap();
+    assert_eq!(summary.rows_committed, 2_000);
+
+    let catalog = cdc_host::sink::catalog::open(&cfg).await.unwrap();
+    let ident = iceberg::TableIdent::from_strs(["analytics", "customers_analytics"]).unwrap();
+    let table = catalog.load(&ident).await.unwrap();
+    let snapshot = table.metadata().current_snapshot().expect("a snapshot");
+    let mut named =
+        vec![table.metadata_location().unwrap().to_string(), snapshot.manifest_list().to_string()];
+    let manifests = table.manifest_list_reader(snapshot).load().await.unwrap();
+    for m in manifests.entries() {
+        named.push(m.manifest_path.clone());
+        let manifest = m.load_manifest(table.file_io()).await.unwrap();
+        named.extend(manifest.entries().iter().map(|e| e.data_file().file_path().to_string()));
+    }
+    assert!(named.len() >= 5, "the snapshot names its data files: {named:?}");
+    let waiting = storage::unsynced();
+    for f in &named {
+        assert!(!waiting.contains(&storage::local_path(f)), "the snapshot names {f}, which was never synced");
+    }
+    assert!(storage::synced_total() >= named.len() as u64, "files were synced through the warehouse storage");
+}

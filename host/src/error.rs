@@ -103,6 +103,12 @@ pub enum SinkError {
     CommitUnknown { table: String, commit_id: String, message: String },
     #[error("iceberg REST catalog: {context}: {message}")]
     Rest { context: String, message: String },
+    /// Written files could not be made durable: nothing was published. The data a failed sync could
+    /// not write may be gone from the page cache, so syncing again proves nothing.
+    #[error(
+        "cannot make written files durable ({message}); nothing was committed. Check the warehouse's disk, then run the host again: it resumes from what the table holds"
+    )]
+    Durability { message: String },
 }
 
 impl SinkError {
@@ -126,7 +132,8 @@ impl SinkError {
             | SinkError::Fenced { .. }
             | SinkError::Validation { .. }
             | SinkError::Rejected { .. }
-            | SinkError::CommitUnknown { .. } => false,
+            | SinkError::CommitUnknown { .. }
+            | SinkError::Durability { .. } => false,
         }
     }
 }

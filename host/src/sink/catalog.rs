@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use iceberg::io::LocalFsStorageFactory;
 use iceberg::table::Table;
 use iceberg::{CatalogBuilder, NamespaceIdent, TableIdent};
 use iceberg_catalog_sql::{
@@ -16,6 +15,7 @@ use iceberg_catalog_sql::{
 use super::commit::cas::Cas;
 use super::commit::rest;
 use super::commit::sql::{SqlCas, redact};
+use super::storage::WarehouseFsFactory;
 use crate::config::Config;
 use crate::error::SinkError;
 
@@ -108,7 +108,7 @@ pub async fn open(cfg: &Config) -> Result<Catalog, SinkError> {
     let mut attempt = 1;
     let inner = loop {
         let opened = SqlCatalogBuilder::default()
-            .with_storage_factory(Arc::new(LocalFsStorageFactory))
+            .with_storage_factory(Arc::new(WarehouseFsFactory))
             .load(&cfg.catalog.name, props.clone())
             .await;
         match opened {

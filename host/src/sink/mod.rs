@@ -17,6 +17,7 @@ pub mod dead_letter;
 pub mod maintain;
 pub mod mirror;
 pub mod schema_change;
+pub mod storage;
 pub mod table;
 pub mod table_sink;
 pub mod tables;

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use iceberg::io::LocalFsStorageFactory;
 use iceberg::spec::{MAIN_BRANCH, TableMetadata};
 use iceberg::table::Table;
 use iceberg::{
@@ -30,6 +29,7 @@ use serde::Deserialize;
 
 use super::cas::SwapOutcome;
 use crate::error::SinkError;
+use crate::sink::storage::WarehouseFsFactory;
 
 /// How long a request may take to connect, and in all.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -116,6 +116,8 @@ impl RestCas {
             context: format!("encoding the commit request of {name}"),
             message: e.to_string(),
         })?;
+        // Everything the snapshot names is on disk before the catalog points at it.
+        crate::sink::storage::sync_written().await?;
         let url = self.table_url(ident);
         let sent = self
             .http
@@ -330,7 +332,7 @@ pub async fn open(uri: &str, warehouse: &Path, name: &str) -> Result<(Arc<dyn Ca
 
     let inner = RestCatalogBuilder::default()
         .with_client(http.clone())
-        .with_storage_factory(Arc::new(LocalFsStorageFactory))
+        .with_storage_factory(Arc::new(WarehouseFsFactory))
         .load(name, HashMap::from([(REST_CATALOG_PROP_URI.to_string(), uri.clone())]))
         .await
         .map_err(|source| SinkError::Catalog {
@@ -503,7 +505,7 @@ mod tests {
         let uuid = metadata.uuid();
         let table = Table::builder()
             .identifier(TableIdent::from_strs(["ns", "t"]).unwrap())
-            .file_io(FileIOBuilder::new(Arc::new(LocalFsStorageFactory)).build())
+            .file_io(FileIOBuilder::new(Arc::new(WarehouseFsFactory)).build())
             .metadata(Arc::new(metadata))
             .metadata_location("file:/tmp/wh/ns/t/metadata/00000-x.metadata.json")
             .runtime(Runtime::current())
@@ -529,7 +531,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.json");
         std::fs::write(&path, b"{}").unwrap();
-        let io = iceberg::io::FileIOBuilder::new(Arc::new(LocalFsStorageFactory)).build();
+        let io = iceberg::io::FileIOBuilder::new(Arc::new(WarehouseFsFactory)).build();
         for uri in [format!("file:{}", path.display()), format!("file://{}", path.display())] {
             let bytes = io.new_input(&uri).unwrap().read().await.unwrap();
             assert_eq!(&bytes[..], b"{}", "{uri}");

@@ -100,6 +100,8 @@ impl SqlCas {
             .with_new_metadata(&metadata);
         metadata.write_to(base.file_io(), &location).await.map_err(iceberg_err("writing new metadata"))?;
         let new_location = location.to_string();
+        // Everything the new metadata names is on disk before the catalog points at it.
+        crate::sink::storage::sync_written().await?;
 
         let q = self.sql(
             "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ?
