@@ -589,7 +589,7 @@ fn default_caught_up_commit() -> u64 {
 }
 
 fn default_batch_size() -> usize {
-    8192
+    2048
 }
 fn default_commit_rows() -> usize {
     500_000
