@@ -34,6 +34,10 @@ static WRITTEN: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// Files synced by [`sync_written`] in this process.
 static SYNCED: AtomicU64 = AtomicU64::new(0);
 
+/// Held while files are synced, so a commit that finds nothing left to sync (another took its files)
+/// still waits until they are durable; holds the first failure, after which nothing is published.
+static SYNCING: tokio::sync::Mutex<Option<String>> = tokio::sync::Mutex::const_new(None);
+
 /// Files synced together by one blocking task.
 const SYNC_CHUNK: usize = 64;
 
@@ -66,6 +70,10 @@ pub fn synced_total() -> u64 {
 /// Makes every file written since the last call durable, with the directories that name them:
 /// called before a snapshot that may name them is published. Files deleted meanwhile are skipped.
 pub async fn sync_written() -> Result<(), SinkError> {
+    let mut syncing = SYNCING.lock().await;
+    if let Some(message) = syncing.as_ref() {
+        return Err(SinkError::Durability { message: message.clone() });
+    }
     let files = std::mem::take(&mut *WRITTEN.lock().unwrap_or_else(|e| e.into_inner()));
     if files.is_empty() {
         return Ok(());
@@ -100,8 +108,11 @@ pub async fn sync_written() -> Result<(), SinkError> {
             Ok(())
         }
         // A failed sync may have dropped the data it could not write: syncing again could then
-        // succeed without it. The snapshot is not published.
-        Some(message) => Err(SinkError::Durability { message }),
+        // succeed without it. Neither this snapshot nor any later one is published.
+        Some(message) => {
+            *syncing = Some(message.clone());
+            Err(SinkError::Durability { message })
+        }
     }
 }
 
