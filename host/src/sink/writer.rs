@@ -251,9 +251,10 @@ pub async fn write_runs(
     runs: Vec<Run>,
 ) -> Result<Vec<Vec<DataFile>>, IcebergError> {
     // Two lanes per core: while a lane waits on the file system (each file is created), another has
-    // work ready (files are synced together before the commit, `super::storage`). Lanes stay on the runtime's workers: on threads of their own they would let the
-    // next buffer fill while this one is written, and with thousands of partitions the peak RSS rose
-    // from 272–285 MB to 337–350 MB for little gain.
+    // work ready (files are synced together before the commit, `super::storage`). Lanes stay on the
+    // runtime's workers: on threads of their own they would let the next buffer fill while this one
+    // is written, and with thousands of partitions the peak RSS rose from 272–285 MB to 337–350 MB
+    // for little gain.
     let lanes = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4) * 2;
     // A run larger than a lane's share is split into files written side by side (each sorted, their
     // key ranges one after the other): one large partition is not left to a single lane while the
