@@ -418,3 +418,49 @@ fn number_end(b: &[u8], mut i: usize) -> Scan<(usize, bool)> {
     }
     Ok((i, integer))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `string_end` byte by byte.
+    fn reference(b: &[u8], mut i: usize) -> Scan<(usize, bool)> {
+        let mut escaped = false;
+        loop {
+            match *b.get(i).ok_or(Fallback)? {
+                b'"' => return Ok((i, escaped)),
+                b'\\' => {
+                    escaped = true;
+                    match *b.get(i + 1).ok_or(Fallback)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                        b'u' if b.get(i + 2..i + 6).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => {
+                            i += 6
+                        }
+                        _ => return Err(Fallback),
+                    }
+                }
+                0..0x20 => return Err(Fallback),
+                _ => i += 1,
+            }
+        }
+    }
+
+    #[test]
+    fn string_ends_are_found_at_every_position_and_length() {
+        let specials: [&[u8]; 7] = [b"\"", b"\\\"", b"\\u00e9", b"\n", b"\x01", b"\x7f", "ë".as_bytes()];
+        for len in 0..48 {
+            for at in 0..=len {
+                for special in specials {
+                    let mut text = vec![b'a'; len];
+                    text.splice(at..at, special.iter().copied());
+                    text.push(b'"');
+                    text.extend_from_slice(b"tail");
+                    let got = string_end(&text, 0).map_err(|_| ());
+                    let want = reference(&text, 0).map_err(|_| ());
+                    assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&text));
+                }
+            }
+        }
+        assert!(string_end(&[b'a'; 40], 0).is_err(), "no closing quote");
+    }
+}

@@ -31,6 +31,12 @@ use crate::config::{Codec, SinkConfig};
 /// Rows per Parquet row group, at most.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
+/// Bytes of a column's dictionary page, and of a data page, at most (Parquet's default: 1 MiB).
+/// Each open file holds one dictionary and one page being filled per column, and a file of a large
+/// partition fills them (a small file does not): with 256 KiB, a one-partition stream's peak RSS
+/// fell from 230–233 MB to 212–214 MB at the same speed, within 14 % of a 336-partition stream's.
+const PAGE_BYTES: usize = 256 * 1024;
+
 /// Parquet writer properties from the sink config (compression is always explicit): for the data
 /// files, and for the small ones ([`writer::SMALL_FILE_ROWS`]: `sink.small_file_compression`).
 pub fn parquet_properties(cfg: &SinkConfig) -> Result<(WriterProperties, WriterProperties), String> {
@@ -49,6 +55,8 @@ pub fn parquet_properties(cfg: &SinkConfig) -> Result<(WriterProperties, WriterP
         Ok(WriterProperties::builder()
             .set_compression(compression)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_dictionary_page_size_limit(PAGE_BYTES)
+            .set_data_page_size_limit(PAGE_BYTES)
             .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk)
             .build())
     };

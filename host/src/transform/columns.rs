@@ -130,6 +130,29 @@ fn checked_offsets<O: arrow_array::OffsetSizeTrait>(
     Ok(OffsetBuffer::new(ScalarBuffer::from(v)))
 }
 
+/// A string array of a plugin's text column: the same checks as `StringArray::try_new` (the values
+/// are UTF-8 and every offset falls on a character boundary), with the vectorised UTF-8 check the
+/// decoder uses, which is several times faster than the standard one on a batch's text.
+fn string_array(
+    offsets: OffsetBuffer<i32>,
+    data: Buffer,
+    nulls: Option<NullBuffer>,
+) -> Result<StringArray, String> {
+    let text = simdutf8::basic::from_utf8(&data).map_err(|_| {
+        std::str::from_utf8(&data).err().map_or_else(|| "invalid UTF-8".to_string(), |e| e.to_string())
+    })?;
+    if let Some(o) = offsets.iter().find(|&&o| !text.is_char_boundary(o as usize)) {
+        return Err(format!("offset {o} is not at a character boundary"));
+    }
+    if nulls.as_ref().is_some_and(|n| n.len() != offsets.len() - 1) {
+        return Err("presence flags and values differ in number".into());
+    }
+    // SAFETY: what `StringArray::try_new` checks holds: the offsets start at 0, do not decrease and
+    // end at the data's length ([`checked_offsets`]), the data is UTF-8, every offset is on a
+    // character boundary, and there is one presence flag per value.
+    Ok(unsafe { StringArray::new_unchecked(offsets, data, nulls) })
+}
+
 /// Converts a column returned by a plugin to Arrow, checking it has `n` values of type `ty`.
 pub fn from_wit(col: w::Column, ty: ColType, n: usize) -> Result<ArrayRef, String> {
     if col.present.len() != n {
@@ -162,7 +185,7 @@ pub fn from_wit(col: w::Column, ty: ColType, n: usize) -> Result<ArrayRef, Strin
             let offsets =
                 checked_offsets::<i32>(v.offsets, len).map_err(|e| format!("column `{}`: {e}", col.name))?;
             Arc::new(
-                StringArray::try_new(offsets, Buffer::from(v.data), nulls)
+                string_array(offsets, Buffer::from(v.data), nulls)
                     .map_err(|e| format!("column `{}`: {e}", col.name))?,
             )
         }
@@ -246,6 +269,25 @@ mod tests {
         assert_eq!(s.value(0), "Ada");
         assert!(s.is_null(1));
         assert_eq!(s.value(2), "Lovelace");
+    }
+
+    #[test]
+    fn text_from_a_plugin_must_be_utf8_split_at_character_boundaries() {
+        let text = |data: &[u8], offsets: Vec<u32>, present: Vec<bool>| {
+            let mut w = to_wit("n", ColType::Text, &(Arc::new(StringArray::from(vec!["x"])) as ArrayRef));
+            let ColumnValues::Text(v) = &mut w.values else { unreachable!() };
+            v.data = data.to_vec();
+            v.offsets = offsets;
+            w.present = present;
+            let n = w.present.len();
+            from_wit(w, ColType::Text, n)
+        };
+        let ok = text("Zoë".as_bytes(), vec![0, 2, 4], vec![true, true]).unwrap();
+        assert_eq!((ok.as_string::<i32>().value(0), ok.as_string::<i32>().value(1)), ("Zo", "ë"));
+        let invalid = text(b"Zo\xff", vec![0, 3], vec![true]).unwrap_err();
+        assert!(invalid.contains("utf-8"), "{invalid}");
+        let split = text("Zoë".as_bytes(), vec![0, 3, 4], vec![true, true]).unwrap_err();
+        assert!(split.contains("character boundary"), "{split}");
     }
 
     #[test]
