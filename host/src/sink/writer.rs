@@ -216,6 +216,14 @@ impl RowOrder {
 
 /// The row numbers that order rows by `keys` (ascending, nulls first).
 fn order_of(keys: &[ArrayRef]) -> Result<UInt32Array, IcebergError> {
+    match integer_order(keys) {
+        Some(order) => Ok(order),
+        None => lex_order(keys),
+    }
+}
+
+/// [`order_of`] for any keys, compared column by column.
+fn lex_order(keys: &[ArrayRef]) -> Result<UInt32Array, IcebergError> {
     let columns: Vec<SortColumn> = keys
         .iter()
         .map(|k| SortColumn {
@@ -224,6 +232,51 @@ fn order_of(keys: &[ArrayRef]) -> Result<UInt32Array, IcebergError> {
         })
         .collect();
     lexsort_to_indices(&columns, None).map_err(|e| IcebergError::new(ErrorKind::Unexpected, e.to_string()))
+}
+
+/// [`order_of`] for the common keys: integer columns without nulls that fit, with a row number, in
+/// 128 bits (a `month`, `year`, `day` or `bucket` partition value and a `long` sort key). Each row
+/// becomes one integer (its keys, then its row number), and those are sorted: a sort without a
+/// comparator called through the columns' types for every comparison (which took ~2.5 % of an
+/// append run's samples). Equal keys keep their order.
+fn integer_order(keys: &[ArrayRef]) -> Option<UInt32Array> {
+    use arrow_array::types::{Date32Type, Int32Type, Int64Type};
+    let width = |k: &ArrayRef| match k.data_type() {
+        _ if k.null_count() > 0 => None,
+        DataType::Int32 | DataType::Date32 => Some(32),
+        DataType::Int64 => Some(64),
+        _ => None,
+    };
+    let bits = keys.iter().map(width).sum::<Option<u32>>()?;
+    let n = u32::try_from(keys.first()?.len()).ok()?;
+    if bits + 32 > 128 {
+        return None;
+    }
+    let mut rows: Vec<u128> = (0..n).map(u128::from).collect();
+    let mut shift = 32;
+    // The last key lands just above the row number, the first in the highest bits. A signed
+    // integer with its sign bit flipped orders as an unsigned one.
+    for k in keys.iter().rev() {
+        let mut put = |values: &mut dyn Iterator<Item = u64>| {
+            for (row, v) in rows.iter_mut().zip(values) {
+                *row |= u128::from(v) << shift;
+            }
+        };
+        match k.data_type() {
+            DataType::Int32 => put(&mut k.as_primitive::<Int32Type>().values().iter().map(|x| flip32(*x))),
+            DataType::Date32 => put(&mut k.as_primitive::<Date32Type>().values().iter().map(|x| flip32(*x))),
+            _ => {
+                put(&mut k.as_primitive::<Int64Type>().values().iter().map(|x| x.cast_unsigned() ^ (1 << 63)))
+            }
+        }
+        shift += width(k)?;
+    }
+    rows.sort_unstable();
+    Some(UInt32Array::from_iter_values(rows.into_iter().map(|r| r as u32)))
+}
+
+fn flip32(x: i32) -> u64 {
+    u64::from(x.cast_unsigned() ^ (1 << 31))
 }
 
 /// Writes `run` (rows of `batches`) as data files of its partition, rolled at the target size.
@@ -524,5 +577,74 @@ impl TableWriter {
         self.write_out().await?;
         self.wait_in_flight().await?;
         Ok(self.files)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Date32Array, Int32Array, Int64Array, StringArray};
+
+    use super::*;
+
+    fn keys_in(order: &UInt32Array, keys: &[ArrayRef]) -> Vec<Vec<String>> {
+        order
+            .values()
+            .iter()
+            .map(|&i| {
+                keys.iter()
+                    .map(|k| arrow_cast::display::array_value_to_string(k, i as usize).unwrap())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn integer_keys_sort_like_lexsort_and_keep_equal_rows_in_order() {
+        // Small values, so many rows tie; negative and extreme ones too.
+        let mut state = 7u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as i64
+        };
+        let n = 5000;
+        let month: ArrayRef = Arc::new(Int32Array::from_iter_values((0..n).map(|_| (next() % 7) as i32 - 3)));
+        let day: ArrayRef = Arc::new(Date32Array::from_iter_values((0..n).map(|_| (next() % 5) as i32 - 2)));
+        let mut ids: Vec<i64> = (0..n).map(|_| next() % 11 - 5).collect();
+        ids[0] = i64::MIN;
+        ids[1] = i64::MAX;
+        let id: ArrayRef = Arc::new(Int64Array::from(ids));
+        for keys in [
+            vec![month.clone(), id.clone()],
+            vec![id.clone()],
+            vec![day.clone(), month.clone()],
+            vec![month.clone(), day.clone(), month.clone()],
+        ] {
+            let fast = integer_order(&keys).expect("integer keys take the packed sort");
+            let slow = lex_order(&keys).unwrap();
+            assert_eq!(keys_in(&fast, &keys), keys_in(&slow, &keys));
+            // Equal keys: rows in their original order.
+            for w in fast.values().windows(2) {
+                if keys_in(&UInt32Array::from(vec![w[0]]), &keys)
+                    == keys_in(&UInt32Array::from(vec![w[1]]), &keys)
+                {
+                    assert!(w[0] < w[1]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_keys_are_left_to_lexsort() {
+        let text: ArrayRef = Arc::new(StringArray::from(vec!["b", "a"]));
+        let with_null: ArrayRef = Arc::new(Int64Array::from(vec![Some(2), None]));
+        let wide: Vec<ArrayRef> =
+            (0..2).map(|_| Arc::new(Int64Array::from(vec![1, 0])) as ArrayRef).collect();
+        assert!(integer_order(std::slice::from_ref(&text)).is_none());
+        assert!(integer_order(std::slice::from_ref(&with_null)).is_none());
+        assert!(integer_order(&wide).is_none(), "two longs and a row number do not fit in 128 bits");
+        let order = order_of(&[with_null]).unwrap();
+        assert_eq!(order.values().to_vec(), vec![1, 0], "nulls first");
     }
 }
