@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use arrow_array::{ArrayRef, RecordBatch, new_null_array};
@@ -30,6 +30,7 @@ use serde::Serialize;
 use super::catalog::Catalog;
 use super::commit::{self, CommitMeta, Replace};
 use super::mirror::read_deletes;
+use super::storage::file_location_path;
 use super::writer::{FileSettings, TableWriter};
 use crate::error::SinkError;
 
@@ -443,15 +444,8 @@ async fn reachable_files(table: &Table) -> Result<HashSet<String>, SinkError> {
     Ok(out)
 }
 
-/// The local directory of a `file:` location.
-fn local_path(location: &str) -> Option<PathBuf> {
-    let rest = location.strip_prefix("file:")?;
-    let rest = rest.trim_start_matches('/');
-    Some(PathBuf::from(format!("/{rest}")))
-}
-
 fn normalize(location: &str) -> String {
-    local_path(location).map_or_else(|| location.to_string(), |p| p.display().to_string())
+    file_location_path(location).map_or_else(|| location.to_string(), |p| p.display().to_string())
 }
 
 /// Deletes files under the table's location that nothing references, once older than `min_age`.
@@ -462,7 +456,7 @@ fn remove_orphans(
     min_age: Duration,
     report: &mut MaintenanceReport,
 ) {
-    let Some(root) = local_path(table.metadata().location()) else { return };
+    let Some(root) = file_location_path(table.metadata().location()) else { return };
     let reachable: HashSet<String> = reachable.iter().map(|l| normalize(l)).collect();
     let now = SystemTime::now();
     let mut stack = vec![root.join("data"), root.join("metadata")];
@@ -505,20 +499,25 @@ fn is_referenced(path: &Path, reachable: &HashSet<String>) -> bool {
 
 /// Files in the table's metadata directory (local warehouses).
 fn count_metadata_files(table: &Table) -> usize {
-    local_path(table.metadata().location())
+    file_location_path(table.metadata().location())
         .and_then(|root| std::fs::read_dir(root.join("metadata")).ok())
         .map_or(0, |entries| entries.flatten().count())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     #[test]
     fn local_paths_from_file_locations() {
-        assert_eq!(local_path("file:///w/t/data/a.parquet"), Some(PathBuf::from("/w/t/data/a.parquet")));
-        assert_eq!(local_path("file:/w/t/m.json"), Some(PathBuf::from("/w/t/m.json")));
-        assert_eq!(local_path("s3://b/k"), None);
+        assert_eq!(
+            file_location_path("file:///w/t/data/a.parquet"),
+            Some(PathBuf::from("/w/t/data/a.parquet"))
+        );
+        assert_eq!(file_location_path("file:/w/t/m.json"), Some(PathBuf::from("/w/t/m.json")));
+        assert_eq!(file_location_path("s3://b/k"), None);
         let reachable: HashSet<String> = ["/w/t/metadata/x.json".to_string()].into();
         assert!(is_referenced(Path::new("/w/t/metadata/.x.json.crc"), &reachable));
         assert!(!is_referenced(Path::new("/w/t/metadata/y.json"), &reachable));

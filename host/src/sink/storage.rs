@@ -45,12 +45,15 @@ fn remember(path: PathBuf) {
     WRITTEN.lock().unwrap_or_else(|e| e.into_inner()).push(path);
 }
 
+/// The local path of a `file:` location (`file:///p`, `file:/p`); `None` for another scheme.
+pub fn file_location_path(location: &str) -> Option<PathBuf> {
+    let rest = location.strip_prefix("file:")?;
+    Some(PathBuf::from(format!("/{}", rest.trim_start_matches('/'))))
+}
+
 /// `file:///p`, `file:/p` and `/p` as a local path.
 pub fn local_path(path: &str) -> PathBuf {
-    match path.strip_prefix("file:") {
-        Some(rest) => PathBuf::from(format!("/{}", rest.trim_start_matches('/'))),
-        None => PathBuf::from(path),
-    }
+    file_location_path(path).unwrap_or_else(|| PathBuf::from(path))
 }
 
 fn io_err(context: &str, path: &Path, e: std::io::Error) -> Error {

@@ -254,20 +254,16 @@ fn integer_order(keys: &[ArrayRef]) -> Option<UInt32Array> {
     }
     let mut rows: Vec<u128> = (0..n).map(u128::from).collect();
     let mut shift = 32;
-    // The last key lands just above the row number, the first in the highest bits. A signed
-    // integer with its sign bit flipped orders as an unsigned one.
+    // The last key lands just above the row number, the first in the highest bits.
     for k in keys.iter().rev() {
-        let mut put = |values: &mut dyn Iterator<Item = u64>| {
-            for (row, v) in rows.iter_mut().zip(values) {
-                *row |= u128::from(v) << shift;
-            }
-        };
         match k.data_type() {
-            DataType::Int32 => put(&mut k.as_primitive::<Int32Type>().values().iter().map(|x| flip32(*x))),
-            DataType::Date32 => put(&mut k.as_primitive::<Date32Type>().values().iter().map(|x| flip32(*x))),
-            _ => {
-                put(&mut k.as_primitive::<Int64Type>().values().iter().map(|x| x.cast_unsigned() ^ (1 << 63)))
+            DataType::Int32 => {
+                pack(&mut rows, shift, k.as_primitive::<Int32Type>().values().iter().map(|x| flip32(*x)))
             }
+            DataType::Date32 => {
+                pack(&mut rows, shift, k.as_primitive::<Date32Type>().values().iter().map(|x| flip32(*x)))
+            }
+            _ => pack(&mut rows, shift, k.as_primitive::<Int64Type>().values().iter().map(|x| flip64(*x))),
         }
         shift += width(k)?;
     }
@@ -275,8 +271,21 @@ fn integer_order(keys: &[ArrayRef]) -> Option<UInt32Array> {
     Some(UInt32Array::from_iter_values(rows.into_iter().map(|r| r as u32)))
 }
 
+/// ORs one key's values into `rows`, `shift` bits up.
+fn pack(rows: &mut [u128], shift: u32, values: impl Iterator<Item = u64>) {
+    for (row, v) in rows.iter_mut().zip(values) {
+        *row |= u128::from(v) << shift;
+    }
+}
+
+/// A signed integer with its sign bit flipped orders as an unsigned one.
 fn flip32(x: i32) -> u64 {
     u64::from(x.cast_unsigned() ^ (1 << 31))
+}
+
+/// [`flip32`] for 64 bits.
+fn flip64(x: i64) -> u64 {
+    x.cast_unsigned() ^ (1 << 63)
 }
 
 /// Writes `run` (rows of `batches`) as data files of its partition, rolled at the target size.
