@@ -56,10 +56,10 @@ fn is_small(rows: usize) -> bool {
 type Piece = (usize, usize);
 
 /// One partition's rows in write order: `(batch, row)` pairs into the batches given to
-/// [`RowOrder::runs`].
+/// [`RowOrder::runs`] (32-bit: a commit's runs are held while its files are written).
 pub struct Run {
     pub partition: Option<PartitionKey>,
-    pub rows: Vec<(usize, usize)>,
+    pub rows: Vec<(u32, u32)>,
 }
 
 /// The order rows are written in: by partition, then by the table's sort order (nulls first).
@@ -132,7 +132,7 @@ impl RowOrder {
     ) -> Result<Vec<Run>, IcebergError> {
         let arrow = |e: arrow_schema::ArrowError| IcebergError::new(ErrorKind::Unexpected, e.to_string());
         let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let mut locations = Vec::with_capacity(total);
+        let mut locations: Vec<(u32, u32)> = Vec::with_capacity(total);
         // With a selection: the selected rows' numbers in the batches' concatenation.
         let mut selected: Option<Vec<u32>> = keep.map(|_| Vec::with_capacity(total));
         let mut first = 0;
@@ -141,11 +141,11 @@ impl RowOrder {
                 (Some(keep), Some(numbers)) => {
                     let mask = &keep[b];
                     for r in (0..batch.num_rows()).filter(|&r| mask.value(r)) {
-                        locations.push((b, r));
+                        locations.push((b as u32, r as u32));
                         numbers.push((first + r) as u32);
                     }
                 }
-                _ => locations.extend((0..batch.num_rows()).map(|r| (b, r))),
+                _ => locations.extend((0..batch.num_rows() as u32).map(|r| (b as u32, r))),
             }
             first += batch.num_rows();
         }
@@ -179,35 +179,32 @@ impl RowOrder {
         for &i in &self.sort {
             keys.push(select(concat_all(batches.iter().map(|b| b.column(i).clone()).collect())?)?);
         }
-        let order: Vec<usize> = if keys.is_empty() {
-            (0..locations.len()).collect()
+        let order = if keys.is_empty() {
+            UInt32Array::from_iter_values(0..locations.len() as u32)
         } else {
-            order_of(&keys)?.values().iter().map(|&i| i as usize).collect()
+            order_of(&keys)?
         };
+        let rows_of = |order: &[u32]| order.iter().map(|&i| locations[i as usize]).collect();
         let (Some(partitions), Some(partition_type)) = (partitions, &self.partition_type) else {
-            return Ok(vec![Run {
-                partition: None,
-                rows: order.into_iter().map(|i| locations[i]).collect(),
-            }]);
+            return Ok(vec![Run { partition: None, rows: rows_of(order.values()) }]);
         };
         // Runs of equal partition values in the sorted order.
-        let indices = UInt32Array::from_iter_values(order.iter().map(|&i| i as u32));
         let sorted: Vec<ArrayRef> = keys[..partition_keys]
             .iter()
-            .map(|k| take(k, &indices, None))
+            .map(|k| take(k, &order, None))
             .collect::<Result<_, _>>()
             .map_err(arrow)?;
         let ranges = arrow_ord::partition::partition(&sorted).map_err(arrow)?.ranges();
         let mut runs = Vec::with_capacity(ranges.len());
         for range in ranges {
-            let first = order[range.start];
+            let first = order.value(range.start) as usize;
             let value = arrow_struct_to_literal(&partitions.slice(first, 1), partition_type)?;
             let Some(Some(Literal::Struct(data))) = value.into_iter().next() else {
                 return Err(IcebergError::new(ErrorKind::DataInvalid, "a row has no partition value"));
             };
             runs.push(Run {
                 partition: Some(PartitionKey::new(self.spec.clone(), self.schema.clone(), data)),
-                rows: order[range].iter().map(|&i| locations[i]).collect(),
+                rows: rows_of(&order.values()[range]),
             });
         }
         Ok(runs)
@@ -296,8 +293,11 @@ async fn write_run(
 ) -> Result<Vec<DataFile>, IcebergError> {
     let started = std::time::Instant::now();
     let mut writer = builder.for_rows(run.rows.len()).build(run.partition).await?;
+    let mut indices = Vec::with_capacity(run.rows.len().min(WRITE_CHUNK));
     for chunk in run.rows.chunks(WRITE_CHUNK) {
-        let rows = interleave_record_batch(batches, chunk)
+        indices.clear();
+        indices.extend(chunk.iter().map(|&(b, r)| (b as usize, r as usize)));
+        let rows = interleave_record_batch(batches, &indices)
             .map_err(|e| IcebergError::new(ErrorKind::Unexpected, e.to_string()))?;
         writer.write(rows).await?;
     }

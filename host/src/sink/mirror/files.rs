@@ -61,8 +61,10 @@ pub async fn write_data(
                 .collect(),
         );
     }
-    let numbers: Vec<Vec<u32>> =
-        runs.iter().map(|run| run.rows.iter().map(|&(b, r)| ordinals[b][r]).collect()).collect();
+    let numbers: Vec<Vec<u32>> = runs
+        .iter()
+        .map(|run| run.rows.iter().map(|&(b, r)| ordinals[b as usize][r as usize]).collect())
+        .collect();
     drop(ordinals);
     let written = write_runs(Arc::new(data_files), batches, runs).await.map_err(&err)?;
     let unplaced = (u32::MAX, u64::MAX);

@@ -1,10 +1,11 @@
 //! The key index of a mirror table: key → where the key's row is (a pending row of this commit,
 //! or a row of a committed data file).
 //!
-//! One open-addressing table of 32-byte entries, each holding its key (encoded, see
-//! [`super::encode_keys`]) so that keys with equal hashes are told apart by value. A key of up to 15
-//! bytes — an integer key of up to 11 digits — lives in its entry; a longer one in a side list the
-//! entry points into. A million keys take ~32 MiB (a boxed key per entry of a map took ~60).
+//! One open-addressing table of 24-byte entries, each holding its key (encoded, see
+//! [`super::encode_keys`]) so that keys with equal hashes are told apart by value, and its location
+//! packed in 8 bytes. A key of up to 15 bytes — an integer key of up to 11 digits — lives in its
+//! entry; a longer one in a side list the entry points into. A million keys take ~24 MiB (a boxed
+//! key per entry of a map took ~60; an unpacked location, 32).
 
 use std::hash::Hasher;
 
@@ -29,7 +30,41 @@ const SPILLED: u8 = u8::MAX;
 struct Entry {
     /// The key's bytes and, last, its length; or a side-list index and [`SPILLED`].
     key: [u8; INLINE + 1],
-    loc: Location,
+    loc: Packed,
+}
+
+/// A [`Location`] in 8 bytes: the top bit tells which kind; a pending row has its batch in the 32
+/// bits below it and its row (< 2^31) in the lowest 31; a committed row its file (< 2^31) in bits
+/// 32–62 and its position (< 2^32) in the lowest 32.
+#[derive(Debug, Clone, Copy)]
+struct Packed(u64);
+
+const COMMITTED: u64 = 1 << 63;
+
+impl From<Location> for Packed {
+    fn from(loc: Location) -> Self {
+        Packed(match loc {
+            Location::Pending { batch, row } => {
+                assert!(row < 1 << 31, "a pending batch has fewer than 2^31 rows");
+                u64::from(batch) << 31 | u64::from(row)
+            }
+            Location::Committed { file, pos } => {
+                assert!(file < 1 << 31, "a mirror indexes fewer than 2^31 data files");
+                assert!(pos < KeyIndex::MAX_FILE_ROWS, "a data file of a mirror table has at most 2^32 rows");
+                COMMITTED | u64::from(file) << 32 | pos
+            }
+        })
+    }
+}
+
+impl From<Packed> for Location {
+    fn from(p: Packed) -> Self {
+        if p.0 & COMMITTED == 0 {
+            Location::Pending { batch: (p.0 >> 31) as u32, row: (p.0 & ((1 << 31) - 1)) as u32 }
+        } else {
+            Location::Committed { file: ((p.0 & !COMMITTED) >> 32) as u32, pos: p.0 & u64::from(u32::MAX) }
+        }
+    }
 }
 
 /// Key → location of the key's live row.
@@ -72,6 +107,9 @@ fn spilled_index(e: &Entry) -> usize {
 }
 
 impl KeyIndex {
+    /// Rows a data file the index points into may have at most.
+    pub const MAX_FILE_ROWS: u64 = 1 << 32;
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.table.len()
@@ -85,7 +123,7 @@ impl KeyIndex {
     /// The location of `key`'s row.
     pub fn get(&self, key: &[u8]) -> Option<Location> {
         let spilled = &self.spilled;
-        self.table.find((self.hash)(key), |e| key_of(spilled, e) == key).map(|e| e.loc)
+        self.table.find((self.hash)(key), |e| key_of(spilled, e) == key).map(|e| e.loc.into())
     }
 
     /// Files `key` at `loc`; returns where it was before.
@@ -93,7 +131,7 @@ impl KeyIndex {
         let hash = (self.hash)(key);
         let spilled = &self.spilled;
         if let Some(e) = self.table.find_mut(hash, |e| key_of(spilled, e) == key) {
-            return Some(std::mem::replace(&mut e.loc, loc));
+            return Some(std::mem::replace(&mut e.loc, loc.into()).into());
         }
         let mut stored = [0u8; INLINE + 1];
         if key.len() <= INLINE {
@@ -114,7 +152,8 @@ impl KeyIndex {
             stored[INLINE] = SPILLED;
         }
         let (spilled, hasher) = (&self.spilled, self.hash);
-        self.table.insert_unique(hash, Entry { key: stored, loc }, |e| hasher(key_of(spilled, e)));
+        self.table
+            .insert_unique(hash, Entry { key: stored, loc: loc.into() }, |e| hasher(key_of(spilled, e)));
         None
     }
 
@@ -123,7 +162,7 @@ impl KeyIndex {
         let spilled = &self.spilled;
         let (e, _) = self.table.find_entry((self.hash)(key), |e| key_of(spilled, e) == key).ok()?.remove();
         self.release(&e);
-        Some(e.loc)
+        Some(e.loc.into())
     }
 
     /// Frees the side-list slot of a removed entry's key.
@@ -137,7 +176,7 @@ impl KeyIndex {
 
     /// Every key and its location.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], Location)> {
-        self.table.iter().map(|e| (key_of(&self.spilled, e), e.loc))
+        self.table.iter().map(|e| (key_of(&self.spilled, e), e.loc.into()))
     }
 
     /// Rewrites locations (e.g. after compaction moved rows): `f` returns the new location, or
@@ -145,9 +184,9 @@ impl KeyIndex {
     pub fn remap(&mut self, mut f: impl FnMut(&[u8], Location) -> Option<Location>) {
         let mut dropped = Vec::new();
         let spilled = &self.spilled;
-        self.table.retain(|e| match f(key_of(spilled, e), e.loc) {
+        self.table.retain(|e| match f(key_of(spilled, e), e.loc.into()) {
             Some(l) => {
-                e.loc = l;
+                e.loc = l.into();
                 true
             }
             None => {
@@ -196,6 +235,24 @@ mod tests {
             assert_eq!(ix.remove(k.as_bytes()), None);
             assert!(ix.is_empty());
         }
+    }
+
+    #[test]
+    fn locations_pack_to_the_edges_of_their_ranges() {
+        let edges = [0, 1, (1 << 31) - 1];
+        for batch in [0, 1, u32::MAX] {
+            for row in edges {
+                let l = Location::Pending { batch, row };
+                assert_eq!(Location::from(Packed::from(l)), l);
+            }
+        }
+        for file in edges {
+            for pos in [0, 1, u64::from(u32::MAX)] {
+                let l = Location::Committed { file, pos };
+                assert_eq!(Location::from(Packed::from(l)), l);
+            }
+        }
+        assert_eq!(std::mem::size_of::<Entry>(), 24);
     }
 
     #[test]

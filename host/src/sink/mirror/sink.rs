@@ -16,7 +16,7 @@ use iceberg::table::Table;
 use super::files::{self, FileDeletes};
 use super::held::{self, Held, HeldValues, RowValues};
 use super::index::{KeyIndex, Location};
-use super::{Key, KeyedEvent, encode_keys, key_strings};
+use super::{KeyedEvent, encode_keys, key_strings};
 use crate::error::SinkError;
 use crate::sink::commit::{Committed, RowDelta};
 use crate::sink::table;
@@ -33,7 +33,41 @@ struct FileMeta {
 struct PendingBatch {
     rows: RecordBatch,
     /// Per row: its key while the row is live (the key's current row).
-    keys: Vec<Option<Key>>,
+    keys: RowKeys,
+}
+
+/// The keys of a pending batch's rows, in one buffer: a commit's rows cost no allocation each (a
+/// boxed key per row took 32 bytes of a few hundred, and a `malloc` and `free`).
+struct RowKeys {
+    /// The keys given to rows, end to end.
+    bytes: Vec<u8>,
+    /// Per row: where its key is in `bytes`; `None` while the row is not live.
+    spans: Vec<Option<(u32, u32)>>,
+}
+
+impl RowKeys {
+    /// Keys for `rows` rows, none live.
+    fn new(rows: usize) -> Self {
+        Self { bytes: Vec::new(), spans: vec![None; rows] }
+    }
+
+    /// Row `row` is `key`'s row.
+    fn set(&mut self, row: usize, key: &[u8]) {
+        let start = u32::try_from(self.bytes.len()).expect("a batch's keys take less than 4 GiB");
+        self.bytes.extend_from_slice(key);
+        self.spans[row] = Some((start, key.len() as u32));
+    }
+
+    /// Whether row `row` is its key's row.
+    fn is_live(&self, row: usize) -> bool {
+        self.spans[row].is_some()
+    }
+
+    /// Row `row` is no longer live; returns its key if it was.
+    fn take(&mut self, row: usize) -> Option<&[u8]> {
+        let (start, len) = self.spans[row].take()?;
+        Some(&self.bytes[start as usize..(start + len) as usize])
+    }
 }
 
 /// What a mirror commit will change.
@@ -174,6 +208,16 @@ impl MirrorSink {
                     .ok_or_else(|| shape(table, format!("data file {path} has no key column `{n}`")))?;
                 columns.push(key_strings(c, types.get(*n).copied()).map_err(|e| shape(table, e))?);
             }
+            if batch.num_rows() as u64 > KeyIndex::MAX_FILE_ROWS {
+                return Err(shape(
+                    table,
+                    format!(
+                        "data file {path} has {} rows; a mirror table's files hold at most {} (rewrite it into smaller files)",
+                        batch.num_rows(),
+                        KeyIndex::MAX_FILE_ROWS
+                    ),
+                ));
+            }
             let gone = deleted.get(&path);
             for (pos, key) in encode_keys(&columns, batch.num_rows()).into_iter().enumerate() {
                 let pos = pos as u64;
@@ -259,7 +303,7 @@ impl MirrorSink {
         match loc {
             Location::Pending { batch, row } => {
                 let in_flight = batch < self.flight_end;
-                if self.batch_mut(batch).keys[row as usize].take().is_some() && !in_flight {
+                if self.batch_mut(batch).keys.take(row as usize).is_some() && !in_flight {
                     self.live_rows -= 1;
                 }
             }
@@ -329,7 +373,7 @@ impl MirrorSink {
         let n = rows.as_ref().map_or(0, RecordBatch::num_rows);
         if let Some(r) = rows {
             self.pending_bytes += r.get_array_memory_size();
-            self.batches.push(PendingBatch { rows: r, keys: vec![None; n] });
+            self.batches.push(PendingBatch { rows: r, keys: RowKeys::new(n) });
         }
         let mut toast_of: HashMap<u32, Vec<&str>> = HashMap::new();
         for (o, c) in toast {
@@ -431,7 +475,7 @@ impl MirrorSink {
             if let Some(old) = self.index.insert(&ev.key, Location::Pending { batch: b, row }) {
                 self.kill(old);
             }
-            self.batch_mut(b).keys[row as usize] = Some(ev.key.clone());
+            self.batch_mut(b).keys.set(row as usize, &ev.key);
             self.live_rows += 1;
         }
         for _ in truncates {
@@ -555,8 +599,11 @@ impl MirrorSink {
             self.last_delete = self.last_delete.filter(|(_, l)| matches!(l, Location::Committed { .. }));
             return Ok(Launched::Landed(sink.commit(chain, true).await?.map(Box::new)));
         }
-        let flight_rows: Vec<BooleanArray> =
-            self.batches.iter().map(|p| p.keys.iter().map(|k| Some(k.is_some())).collect()).collect();
+        let flight_rows: Vec<BooleanArray> = self
+            .batches
+            .iter()
+            .map(|p| (0..p.rows.num_rows()).map(|r| Some(p.keys.is_live(r))).collect())
+            .collect();
         let rows: Vec<RecordBatch> = self.batches.iter().map(|p| p.rows.clone()).collect();
         let mut deletes: BTreeMap<Arc<str>, FileDeletes> = BTreeMap::new();
         for (file, positions) in std::mem::take(&mut self.deletes) {
@@ -598,9 +645,9 @@ impl MirrorSink {
                     .next()
                     .ok_or_else(|| shape(table, "a row in flight was not written".to_string()))?;
                 let loc = Location::Committed { file: ids[file as usize], pos };
-                match self.batches[i].keys[row].take() {
+                match self.batches[i].keys.take(row) {
                     Some(key) => {
-                        self.index.insert(&key, loc);
+                        self.index.insert(key, loc);
                     }
                     None => {
                         self.deletes.entry(ids[file as usize]).or_default().insert(pos);
@@ -773,4 +820,23 @@ fn patch(rows: &RecordBatch, patches: &HashMap<(u32, String), ArrayRef>) -> Resu
         columns[c] = interleave(&sources, &indices).map_err(|e| e.to_string())?;
     }
     RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RowKeys;
+
+    #[test]
+    fn row_keys_are_live_until_taken() {
+        let mut keys = RowKeys::new(3);
+        keys.set(2, b"k2");
+        keys.set(0, b"");
+        keys.set(1, b"key one");
+        assert!((0..3).all(|r| keys.is_live(r)));
+        assert_eq!(keys.take(1), Some(&b"key one"[..]));
+        assert_eq!(keys.take(1), None);
+        assert!(!keys.is_live(1));
+        assert_eq!(keys.take(2), Some(&b"k2"[..]));
+        assert_eq!(keys.take(0), Some(&b""[..]), "an empty key is a key");
+    }
 }
