@@ -506,18 +506,10 @@ fn count_metadata_files(table: &Table) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
 
     #[test]
-    fn local_paths_from_file_locations() {
-        assert_eq!(
-            file_location_path("file:///w/t/data/a.parquet"),
-            Some(PathBuf::from("/w/t/data/a.parquet"))
-        );
-        assert_eq!(file_location_path("file:/w/t/m.json"), Some(PathBuf::from("/w/t/m.json")));
-        assert_eq!(file_location_path("s3://b/k"), None);
+    fn sidecar_files_of_referenced_files_are_referenced() {
         let reachable: HashSet<String> = ["/w/t/metadata/x.json".to_string()].into();
         assert!(is_referenced(Path::new("/w/t/metadata/.x.json.crc"), &reachable));
         assert!(!is_referenced(Path::new("/w/t/metadata/y.json"), &reachable));

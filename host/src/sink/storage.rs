@@ -238,6 +238,13 @@ mod tests {
         assert_eq!(local_path("file:///w/t/data/a.parquet"), PathBuf::from("/w/t/data/a.parquet"));
         assert_eq!(local_path("file:/w/t/a"), PathBuf::from("/w/t/a"));
         assert_eq!(local_path("/w/t/a"), PathBuf::from("/w/t/a"));
+        assert_eq!(
+            file_location_path("file:///w/t/data/a.parquet"),
+            Some(PathBuf::from("/w/t/data/a.parquet"))
+        );
+        assert_eq!(file_location_path("file:/w/t/m.json"), Some(PathBuf::from("/w/t/m.json")));
+        assert_eq!(file_location_path("s3://b/k"), None);
+        assert_eq!(file_location_path("/w/t/a"), None);
     }
 
     #[tokio::test]

@@ -201,13 +201,6 @@ impl MirrorSink {
         for (path, spec_id, partition) in data {
             let id = m.file_id(Arc::from(path.as_str()), spec_id, partition);
             let batch = files::read_columns(table, &path, &names).await?;
-            let mut columns = Vec::new();
-            for n in &names {
-                let c = batch
-                    .column_by_name(n)
-                    .ok_or_else(|| shape(table, format!("data file {path} has no key column `{n}`")))?;
-                columns.push(key_strings(c, types.get(*n).copied()).map_err(|e| shape(table, e))?);
-            }
             if batch.num_rows() as u64 > KeyIndex::MAX_FILE_ROWS {
                 return Err(shape(
                     table,
@@ -217,6 +210,13 @@ impl MirrorSink {
                         KeyIndex::MAX_FILE_ROWS
                     ),
                 ));
+            }
+            let mut columns = Vec::new();
+            for n in &names {
+                let c = batch
+                    .column_by_name(n)
+                    .ok_or_else(|| shape(table, format!("data file {path} has no key column `{n}`")))?;
+                columns.push(key_strings(c, types.get(*n).copied()).map_err(|e| shape(table, e))?);
             }
             let gone = deleted.get(&path);
             for (pos, key) in encode_keys(&columns, batch.num_rows()).into_iter().enumerate() {
